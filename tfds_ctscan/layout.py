@@ -1,0 +1,141 @@
+"""Finds the Kaggle `Data/` folder, maps its class folders to labels, lists its files."""
+
+import dataclasses
+import os
+import pathlib
+
+from tfds_ctscan import images
+
+SPLITS = ("train", "valid", "test")
+
+# Label order of the `label` feature (alphabetical, as the Kaggle class folders sort).
+CLASS_NAMES = (
+    "adenocarcinoma",
+    "large_cell_carcinoma",
+    "normal",
+    "squamous_cell_carcinoma",
+)
+
+# Every class-folder name the Kaggle release uses: train/valid carry the TNM stage,
+# test does not. The canonical label names are accepted too.
+FOLDER_TO_LABEL = {
+    "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib": "adenocarcinoma",
+    "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa": "large_cell_carcinoma",
+    "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa": "squamous_cell_carcinoma",
+    "adenocarcinoma": "adenocarcinoma",
+    "large.cell.carcinoma": "large_cell_carcinoma",
+    "squamous.cell.carcinoma": "squamous_cell_carcinoma",
+    "normal": "normal",
+    **{name: name for name in CLASS_NAMES},
+}
+
+# Files that operating systems and archivers leave behind.
+JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX"})
+
+
+class LayoutError(ValueError):
+  """The manual directory does not hold the Kaggle layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+  """One candidate image: where it is and which split and label its folder says."""
+  path: pathlib.Path
+  rel_name: str  # relative to Data/, e.g. "test/normal/7.png"
+  split: str
+  label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignored:
+  """A file that is not part of the dataset, and why."""
+  rel_name: str
+  reason: str
+
+
+def find_data_root(path: os.PathLike | str) -> pathlib.Path:
+  """Returns the folder holding `train/`, `valid/` and `test/`.
+
+  Accepts `Data/` itself or any folder up to two levels above it (the Kaggle
+  zip extracts to `Data/`; some unzip tools add a folder named after the zip).
+
+  Raises:
+    LayoutError: no such folder, naming what was looked for.
+  """
+  root = pathlib.Path(path)
+  if not root.is_dir():
+    raise LayoutError(f"{root} is not a directory")
+  candidates = [root]
+  for _ in range(2):
+    candidates += [c for parent in candidates for c in sorted(parent.iterdir())
+                   if c.is_dir() and c.name not in JUNK_NAMES]
+    candidates = list(dict.fromkeys(candidates))
+  for c in candidates:
+    if any((c / s).is_dir() for s in SPLITS):
+      missing = [s for s in SPLITS if not (c / s).is_dir()]
+      if missing:
+        raise LayoutError(
+            f"{c} has no split folder(s) {missing}; the Kaggle layout is "
+            f"Data/{{{','.join(SPLITS)}}}/<class folder>/<image>")
+      return c
+  raise LayoutError(
+      f"no Data/ folder with {'/, '.join(SPLITS)}/ found in {root} (searched two "
+      "levels down); point --manual_dir at the unzipped Kaggle download "
+      "(the folder that contains Data/) or at the zip's folder")
+
+
+def is_junk(name: str) -> bool:
+  return name in JUNK_NAMES or name.startswith(".") or name.startswith("._")
+
+
+def list_split(data_root: pathlib.Path, split: str
+               ) -> tuple[list[ImageFile], list[Ignored]]:
+  """Lists one split's candidate images and the files ignored in it.
+
+  A file counts as a candidate if its extension is an image extension or its
+  content is an image; other files are ignored and reported.
+
+  Raises:
+    LayoutError: a class folder with an unknown name, or a stray image directly
+      in the split folder.
+  """
+  split_dir = data_root / split
+  files, ignored = [], []
+  unknown = []
+  for entry in sorted(split_dir.iterdir()):
+    rel = f"{split}/{entry.name}"
+    if is_junk(entry.name):
+      ignored.append(Ignored(rel, "hidden or system file"))
+      continue
+    if not entry.is_dir():
+      ignored.append(Ignored(rel, "file outside any class folder"))
+      continue
+    if entry.name not in FOLDER_TO_LABEL:
+      unknown.append(entry.name)
+      continue
+    label = FOLDER_TO_LABEL[entry.name]
+    for dirpath, dirnames, filenames in os.walk(entry):
+      dirnames.sort()
+      for fname in sorted(filenames):
+        path = pathlib.Path(dirpath) / fname
+        rel_name = path.relative_to(data_root).as_posix()
+        if is_junk(fname) or any(is_junk(p) for p in path.relative_to(entry).parts):
+          ignored.append(Ignored(rel_name, "hidden or system file"))
+        elif (path.suffix.lower() in images.IMAGE_EXTENSIONS
+              or _looks_like_image(path)):
+          files.append(ImageFile(path, rel_name, split, label))
+        else:
+          ignored.append(Ignored(
+              rel_name, f"not an image (extension {path.suffix or 'none'!r}, "
+              "content not a known image format)"))
+  if unknown:
+    raise LayoutError(
+        f"unknown class folder(s) {unknown} in {split_dir}; accepted names: "
+        f"{sorted(FOLDER_TO_LABEL)}")
+  return files, ignored
+
+
+def _looks_like_image(path: pathlib.Path) -> bool:
+  with open(path, "rb") as f:
+    head = f.read(64 * 1024)
+  return images.sniff_format(head) is not None

@@ -1,0 +1,112 @@
+"""Reads every image of a Kaggle-layout folder once: labels, formats, hashes, problems."""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from tfds_ctscan import hashing
+from tfds_ctscan import images
+from tfds_ctscan import layout
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One readable image with what the audit and the builder need to know."""
+  file: layout.ImageFile
+  format: str  # the decoded format, e.g. "PNG"
+  shape: tuple[int, int]  # (height, width)
+  exact: str
+
+
+@dataclasses.dataclass
+class Scan:
+  """Everything found in a `Data/` folder."""
+  data_root: pathlib.Path
+  records: list[Record]
+  phashes: np.ndarray  # [len(records), 256] perceptual hashes
+  ignored: list[layout.Ignored]
+  unreadable: list[str]  # one message per file that could not be decoded
+  leaked: list[bool]
+
+  @property
+  def files_found(self) -> int:
+    return len(self.records) + len(self.ignored) + len(self.unreadable)
+
+  def leaked_by_name(self) -> dict[str, bool]:
+    return {r.file.rel_name: flag for r, flag in zip(self.records, self.leaked)}
+
+
+class UnreadableImagesError(ValueError):
+  """One or more image files could not be decoded; lists all of them."""
+
+
+def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS) -> Scan:
+  """Decodes every candidate image under `data_root` (the `Data/` folder)."""
+  records, hashes, ignored, unreadable = [], [], [], []
+  for split in layout.SPLITS:
+    files, split_ignored = layout.list_split(data_root, split)
+    ignored += split_ignored
+    for f in files:
+      try:
+        pixels, fmt = images.read(f.path, max_pixels)
+      except images.ImageError as e:
+        unreadable.append(str(e))
+        continue
+      records.append(Record(f, fmt, pixels.shape[:2], hashing.exact_hash(pixels)))
+      hashes.append(hashing.perceptual_hash(pixels))
+  phashes = (np.stack(hashes) if hashes
+             else np.zeros((0, hashing.THUMB_SIZE ** 2), np.uint8))
+  leaked = hashing.leaked([r.file.split for r in records],
+                          [r.exact for r in records], phashes, layout.SPLITS)
+  return Scan(data_root, records, phashes, ignored, unreadable, leaked)
+
+
+def raise_if_unreadable(result: Scan) -> None:
+  """Raises one error naming every unreadable or refused image."""
+  if result.unreadable:
+    listing = "\n  ".join(result.unreadable)
+    raise UnreadableImagesError(
+        f"{len(result.unreadable)} image file(s) under {result.data_root} cannot "
+        f"be used:\n  {listing}\nRemove or replace them (re-download the "
+        "dataset if they came from Kaggle), then build again.")
+
+
+EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
+                     ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF",
+                     ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+def format_mismatches(result: Scan) -> list[tuple[str, str]]:
+  """(file, actual format) for files whose extension names another format."""
+  out = []
+  for r in result.records:
+    expected = EXTENSION_FORMATS.get(r.file.path.suffix.lower())
+    if expected != r.format:
+      out.append((r.file.rel_name, r.format))
+  return out
+
+
+def duplicate_groups(result: Scan) -> tuple[list[list[str]], list[list[str]]]:
+  """(exact groups, near groups) of file names; near groups exclude the exact ones."""
+  names = [r.file.rel_name for r in result.records]
+  exact = [[names[i] for i in g]
+           for g in hashing.groups([r.exact for r in result.records])]
+  exact_sets = {frozenset(g) for g in exact}
+  near = []
+  for g in hashing.near_groups(result.phashes):
+    group = [names[i] for i in g]
+    distinct = {result.records[i].exact for i in g}
+    if len(distinct) > 1 and frozenset(group) not in exact_sets:
+      near.append(group)
+  return exact, near
+
+
+def label_conflicts(result: Scan) -> list[list[str]]:
+  """Groups of identical images filed under more than one class."""
+  out = []
+  for g in hashing.groups([r.exact for r in result.records]):
+    if len({result.records[i].file.label for i in g}) > 1:
+      out.append([f"{result.records[i].file.rel_name} ({result.records[i].file.label})"
+                  for i in g])
+  return out

@@ -1,0 +1,184 @@
+"""Procedural chest-CT-like axial slices for offline demos and tests (not clinical data).
+
+Each slice has a body outline, two dark lung fields, a mediastinum, a spine,
+vessels and noise. The class is a finding a CNN can learn:
+  adenocarcinoma          a small peripheral part-solid nodule (ground-glass halo, solid core)
+  large_cell_carcinoma    a large peripheral solid lobulated mass
+  squamous_cell_carcinoma a central hilar mass with an air-filled cavity
+  normal                  no finding
+"""
+
+import io
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from tfds_ctscan import layout
+
+# Per-split, per-class counts of the Kaggle release (613 / 72 / 315 images).
+KAGGLE_COUNTS = {
+    "train": {"adenocarcinoma": 195, "large_cell_carcinoma": 115,
+              "normal": 148, "squamous_cell_carcinoma": 155},
+    "valid": {"adenocarcinoma": 23, "large_cell_carcinoma": 21,
+              "normal": 13, "squamous_cell_carcinoma": 15},
+    "test": {"adenocarcinoma": 120, "large_cell_carcinoma": 51,
+             "normal": 54, "squamous_cell_carcinoma": 90},
+}
+
+# Folder names as the Kaggle release spells them, per split.
+_TRAIN_FOLDERS = {
+    "adenocarcinoma": "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib",
+    "large_cell_carcinoma": "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa",
+    "squamous_cell_carcinoma": "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa",
+    "normal": "normal",
+}
+_TEST_FOLDERS = {
+    "adenocarcinoma": "adenocarcinoma",
+    "large_cell_carcinoma": "large.cell.carcinoma",
+    "squamous_cell_carcinoma": "squamous.cell.carcinoma",
+    "normal": "normal",
+}
+KAGGLE_FOLDERS = {"train": _TRAIN_FOLDERS, "valid": _TRAIN_FOLDERS,
+                  "test": _TEST_FOLDERS}
+
+# Share of "normal" images in valid and test that are copies of train images,
+# as in the real release, so leak-aware evaluation has something to find.
+LEAK_FRACTION = 0.15
+
+
+def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
+  c, s = np.cos(angle), np.sin(angle)
+  dy, dx = yy - cy, xx - cx
+  u, v = dx * c + dy * s, -dx * s + dy * c
+  return (u / rx) ** 2 + (v / ry) ** 2
+
+
+def _window(shape, cy, cx, r):
+  """Slices of the square of half-side `r` around (cy, cx), clipped to `shape`."""
+  y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, shape[0])
+  x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, shape[1])
+  return slice(y0, y1), slice(x0, x1)
+
+
+def _paint_disc(img, mask, cy, cx, r, value, inner=1.0, lobes=None):
+  """Sets pixels of a disc (optionally lobulated, limited to `mask`) to `value`."""
+  win = _window(img.shape, cy, cx, r * 1.2)
+  yy, xx = np.mgrid[win[0], win[1]].astype(np.float32)
+  d = _ellipse(yy, xx, cy, cx, r, r)
+  limit = inner if lobes is None else lobes(yy, xx) ** 2 * inner
+  sel = d <= limit
+  if mask is not None:
+    sel &= mask[win]
+  img[win][sel] = value
+
+
+def slice_image(label: str, rng: np.random.Generator, height: int, width: int
+                ) -> np.ndarray:
+  """Returns one synthetic H x W uint8 grayscale slice showing `label`'s finding."""
+  if label not in layout.CLASS_NAMES:
+    raise ValueError(f"unknown label {label!r}; expected one of {layout.CLASS_NAMES}")
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  scale = min(height, width)
+  cy, cx = height / 2 + rng.normal(0, 0.02) * scale, width / 2
+  img = np.full((height, width), 5.0, np.float32)
+  body_ry = 0.36 * scale * rng.uniform(0.9, 1.05)
+  body_rx = 0.46 * scale * rng.uniform(0.9, 1.05)
+  body = _ellipse(yy, xx, cy, cx, body_ry, body_rx)
+  img[body <= 1.0] = 115 + rng.normal(0, 4)
+  img[(body <= 1.0) & (body > 0.86)] = 150  # subcutaneous fat / muscle rim
+  lungs = []
+  lung_mask = np.zeros_like(img, bool)
+  for side in (-1, 1):
+    ly = cy - 0.03 * scale + rng.normal(0, 0.01) * scale
+    lx = cx + side * body_rx * rng.uniform(0.42, 0.5)
+    lry, lrx = body_ry * rng.uniform(0.68, 0.78), body_rx * rng.uniform(0.3, 0.36)
+    lungs.append((ly, lx, lry, lrx, side))
+    lung_mask |= _ellipse(yy, xx, ly, lx, lry, lrx, side * 0.12) <= 1.0
+  img[lung_mask] = 22
+  img[_ellipse(yy, xx, cy + 0.2 * body_ry, cx, 0.12 * scale, 0.09 * scale) <= 1] = 235
+  img[_ellipse(yy, xx, cy - 0.05 * body_ry, cx + 0.02 * scale,
+               0.16 * scale, 0.13 * scale) <= 1] = 128  # heart
+  for _ in range(rng.integers(20, 45)):  # vessels: small bright dots in the lungs
+    ly, lx, lry, lrx, _ = lungs[rng.integers(2)]
+    r, t = rng.uniform(0, 0.9), rng.uniform(0, 2 * np.pi)
+    vr = max(rng.uniform(0.004, 0.012) * scale * (1.4 - r), 0.8)
+    _paint_disc(img, lung_mask, ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t),
+                vr, 105)
+  ly, lx, lry, lrx, side = lungs[rng.integers(2)]
+  if label == "adenocarcinoma":
+    r, t = rng.uniform(0.55, 0.8), rng.uniform(0, 2 * np.pi)
+    ny, nx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
+    nr = rng.uniform(0.045, 0.065) * scale
+    _paint_disc(img, lung_mask, ny, nx, nr, 70)  # ground-glass halo
+    _paint_disc(img, lung_mask, ny, nx, nr, 140, inner=0.25)  # solid core
+  elif label == "large_cell_carcinoma":
+    r, t = rng.uniform(0.35, 0.55), rng.uniform(0, 2 * np.pi)
+    my, mx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
+    n_lobes, phase = int(rng.integers(3, 6)), rng.uniform(0, 6)
+    lobes = lambda y, x: 1 + 0.15 * np.sin(n_lobes * np.arctan2(y - my, x - mx) + phase)
+    _paint_disc(img, lung_mask, my, mx, rng.uniform(0.09, 0.13) * scale, 138,
+                lobes=lobes)
+  elif label == "squamous_cell_carcinoma":
+    hy = ly + rng.uniform(-0.1, 0.15) * lry
+    hx = lx - side * lrx * rng.uniform(0.55, 0.75)  # medial edge: the hilum
+    mr = rng.uniform(0.075, 0.1) * scale
+    _paint_disc(img, None, hy, hx, mr, 135)
+    _paint_disc(img, None, hy + rng.normal(0, 0.1) * mr, hx, 0.45 * mr, 15)  # cavity
+  img += rng.normal(0, 6, img.shape).astype(np.float32)
+  return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode(gray: np.ndarray, variant: int) -> tuple[bytes, str]:
+  """Encodes a slice the ways the Kaggle files come: returns (bytes, extension).
+
+  variant % 10: 0 -> RGBA PNG, 1 -> L PNG, 2 -> JPEG named .png,
+  3 -> JPEG named .jpg, otherwise RGB PNG.
+  """
+  kind = variant % 10
+  buf = io.BytesIO()
+  if kind == 0:
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+  elif kind == 1:
+    Image.fromarray(gray, "L").save(buf, "PNG")
+  elif kind in (2, 3):
+    Image.fromarray(gray).convert("RGB").save(buf, "JPEG", quality=92)
+  else:
+    Image.fromarray(gray).convert("RGB").save(buf, "PNG")
+  return buf.getvalue(), (".jpg" if kind == 3 else ".png")
+
+
+def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
+                        counts: dict | None = None,
+                        size_range: tuple[int, int] = (170, 420)) -> pathlib.Path:
+  """Writes a synthetic dataset in the Kaggle folder layout.
+
+  Args:
+    out_dir: where `Data/` is created.
+    seed: generator seed; the same seed writes the same bytes.
+    counts: {split: {label: count}}; defaults to KAGGLE_COUNTS.
+    size_range: inclusive range of image heights and widths in pixels.
+
+  Returns:
+    The path of the `Data/` folder.
+  """
+  counts = counts or KAGGLE_COUNTS
+  rng = np.random.default_rng(seed)
+  data = pathlib.Path(out_dir) / "Data"
+  train_normals = []
+  for split in layout.SPLITS:
+    for label, n in counts.get(split, {}).items():
+      folder = data / split / KAGGLE_FOLDERS[split][label]
+      folder.mkdir(parents=True, exist_ok=True)
+      n_leak = int(n * LEAK_FRACTION) if label == "normal" and split != "train" else 0
+      for i in range(n):
+        if i < n_leak and train_normals:
+          payload, ext = train_normals[int(rng.integers(len(train_normals)))]
+        else:
+          h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
+          payload, ext = encode(slice_image(label, rng, h, w), int(rng.integers(10)))
+          if split == "train" and label == "normal":
+            train_normals.append((payload, ext))
+        (folder / f"{i:04d}{ext}").write_bytes(payload)
+  return data
