@@ -139,13 +139,13 @@ def encode(gray: np.ndarray, variant: int) -> tuple[bytes, str]:
   buf = io.BytesIO()
   if kind == 0:
     rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
-    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", compress_level=1)
   elif kind == 1:
-    Image.fromarray(gray, "L").save(buf, "PNG")
+    Image.fromarray(gray, "L").save(buf, "PNG", compress_level=1)
   elif kind in (2, 3):
     Image.fromarray(gray).convert("RGB").save(buf, "JPEG", quality=92)
   else:
-    Image.fromarray(gray).convert("RGB").save(buf, "PNG")
+    Image.fromarray(gray).convert("RGB").save(buf, "PNG", compress_level=1)
   return buf.getvalue(), (".jpg" if kind == 3 else ".png")
 
 
@@ -182,3 +182,16 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
             train_normals.append((payload, ext))
         (folder / f"{i:04d}{ext}").write_bytes(payload)
   return data
+
+
+def main(argv):
+  """`python -m tfds_ctscan.synthetic OUT_DIR [SEED]`: writes OUT_DIR/Data/."""
+  if len(argv) not in (2, 3):
+    raise SystemExit("usage: python -m tfds_ctscan.synthetic OUT_DIR [SEED]")
+  data = write_kaggle_layout(argv[1], seed=int(argv[2]) if len(argv) == 3 else 0)
+  print(f"wrote synthetic Kaggle layout to {data}")
+
+
+if __name__ == "__main__":
+  import sys
+  main(sys.argv)

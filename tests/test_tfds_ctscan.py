@@ -1,0 +1,197 @@
+"""The dataset builder and audit on fixtures in the real Kaggle layout."""
+
+import io
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+import tfds_ctscan  # noqa: F401  registers the builder
+from tfds_ctscan import audit
+from tfds_ctscan import images
+from tfds_ctscan import layout
+from tfds_ctscan import scan
+from tfds_ctscan import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TRAIN_ADENO = "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib"
+TRAIN_LARGE = "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa"
+
+
+def _png(arr, mode=None) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(arr, mode).save(buf, "PNG")
+  return buf.getvalue()
+
+
+def _build(manual_dir, data_dir):
+  builder = tfds.builder("tfds_ctscan/kaggle", data_dir=str(data_dir))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+  out = {}
+  for split in layout.SPLITS:
+    for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+      out[ex["file_name"].decode()] = ex
+  return builder, out
+
+
+@pytest.fixture
+def dirty_dir(kaggle_dir):
+  """The fixture plus the real release's defects."""
+  data = kaggle_dir / "Data"
+  src = synthetic.slice_image("normal", np.random.default_rng(7), 300, 320)
+  (data / "train" / "normal" / "big.png").write_bytes(_png(src))
+  # A near copy in valid: rescaled to 80 % and re-saved as JPEG (under a .png name).
+  small = Image.fromarray(src).resize((256, 240))
+  buf = io.BytesIO()
+  small.save(buf, "JPEG", quality=80)
+  (data / "valid" / "normal" / "near_copy.png").write_bytes(buf.getvalue())
+  # The same image filed under two classes (train adenocarcinoma and train large cell).
+  twin = sorted((data / "train" / TRAIN_ADENO).iterdir())[0]
+  (data / "train" / TRAIN_LARGE / "twin.png").write_bytes(twin.read_bytes())
+  # Junk that must be ignored and reported.
+  (data / "test" / "normal" / ".DS_Store").write_bytes(b"\0\1")
+  (data / "test" / "normal" / "Thumbs.db").write_bytes(b"\0\1")
+  (data / "test" / "normal" / "notes.txt").write_text("scanner notes")
+  return kaggle_dir
+
+
+def test_decode_converts_every_mode_to_rgb():
+  gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+  cases = {
+      "L": _png(gray, "L"),
+      "LA": _png(np.dstack([gray, np.full_like(gray, 255)]), "LA"),
+      "RGBA": _png(np.dstack([gray] * 3 + [np.full_like(gray, 255)]), "RGBA"),
+      "P": _png(np.asarray(Image.fromarray(gray).convert("P"))),
+      "I;16": _png((gray.astype(np.uint16) * 257), "I;16"),
+  }
+  for mode, data in cases.items():
+    pixels, fmt = images.decode(data, mode)
+    assert pixels.dtype == np.uint8 and pixels.shape == (8, 8, 3), mode
+    assert fmt == "PNG"
+    np.testing.assert_allclose(pixels[..., 0], gray, atol=1, err_msg=mode)
+
+
+def test_decode_by_content_not_extension():
+  buf = io.BytesIO()
+  Image.new("RGB", (9, 7), (10, 20, 30)).save(buf, "JPEG")
+  pixels, fmt = images.decode(buf.getvalue(), "looks_like.png")
+  assert fmt == "JPEG" and pixels.shape == (7, 9, 3)
+
+
+def test_build_unifies_labels_and_flags_leaks(dirty_dir, tmp_path):
+  builder, ex = _build(dirty_dir, tmp_path / "tfds")
+  names = builder.info.features["label"].names
+  assert names == ["adenocarcinoma", "large_cell_carcinoma", "normal",
+                   "squamous_cell_carcinoma"]
+  assert builder.info.splits["train"].num_examples == 16 + 2  # + twin, big
+  assert builder.info.splits["valid"].num_examples == 5 + 1  # + near copy
+  assert builder.info.splits["test"].num_examples == 13
+  label = lambda f: names[ex[f]["label"]]
+  # Both naming schemes map to one label.
+  assert label(f"train/{TRAIN_ADENO}/0000.png") == "adenocarcinoma"
+  assert label("test/adenocarcinoma/0000.png") == "adenocarcinoma"
+  assert label("test/large.cell.carcinoma/0000.png") == "large_cell_carcinoma"
+  assert label("test/squamous.cell.carcinoma/0000.png") == "squamous_cell_carcinoma"
+  # Leaks: the generator copies the first int(0.15 * n) normal test images from train.
+  assert ex["test/normal/0000.png"]["leaked"]
+  assert ex["valid/normal/near_copy.png"]["leaked"]
+  assert not ex["test/normal/0003.png"]["leaked"]
+  assert not any(e["leaked"] for f, e in ex.items() if f.startswith("train/"))
+  # Every example is 8-bit RGB at source resolution.
+  for f, e in ex.items():
+    assert e["image"].dtype == np.uint8 and e["image"].shape[-1] == 3, f
+  src = images.read(dirty_dir / "Data" / "test/normal/0003.png")[0]
+  np.testing.assert_array_equal(ex["test/normal/0003.png"]["image"], src)
+
+
+def test_audit_reports_every_defect(dirty_dir, tmp_path, capsys):
+  result = scan.scan(layout.find_data_root(dirty_dir))
+  rep = audit.report(result)
+  assert rep["files_found"] == rep["examples"] + len(rep["ignored"])
+  assert {i["file"] for i in rep["ignored"]} == {
+      "test/normal/.DS_Store", "test/normal/Thumbs.db", "test/normal/notes.txt"}
+  assert "valid/normal/near_copy.png" in rep["leaked"]
+  assert any("valid/normal/near_copy.png" in g for g in rep["near_duplicate_groups"])
+  assert any(f"train/{TRAIN_LARGE}/twin.png (large_cell_carcinoma)" in g
+             for g in rep["label_conflicts"])
+  assert {"file": "valid/normal/near_copy.png", "format": "JPEG"} in rep["format_mismatches"]
+  text = audit.render(rep)
+  assert "Files found" in text and "near_copy.png" in text
+
+
+def test_manual_dir_accepts_zip_parent_and_data(kaggle_dir, tmp_path):
+  zip_dir = tmp_path / "zip"
+  zip_dir.mkdir()
+  with zipfile.ZipFile(zip_dir / "archive.zip", "w") as z:
+    for p in (kaggle_dir / "Data").rglob("*"):
+      z.write(p, p.relative_to(kaggle_dir))
+  for manual in (kaggle_dir, kaggle_dir / "Data", zip_dir):
+    builder, ex = _build(manual, tmp_path / f"tfds_{manual.name}")
+    assert len(ex) == 34, manual
+
+
+def test_missing_split_names_folder(kaggle_dir):
+  import shutil
+  shutil.rmtree(kaggle_dir / "Data" / "valid")
+  with pytest.raises(layout.LayoutError, match=r"no split folder\(s\) \['valid'\]"):
+    layout.find_data_root(kaggle_dir)
+
+
+def test_unknown_class_folder_lists_accepted_names(kaggle_dir, tmp_path):
+  (kaggle_dir / "Data" / "test" / "Normal cases").mkdir()
+  with pytest.raises(layout.LayoutError) as err:
+    _build(kaggle_dir, tmp_path / "tfds")
+  assert "Normal cases" in str(err.value)
+  assert "large.cell.carcinoma" in str(err.value)
+
+
+def test_every_unreadable_image_is_listed(kaggle_dir, tmp_path):
+  data = kaggle_dir / "Data"
+  good = (data / "train" / "normal" / "0000.png").read_bytes()
+  (data / "train" / "normal" / "truncated.png").write_bytes(good[: len(good) // 2])
+  (data / "valid" / "normal" / "empty.png").write_bytes(b"")
+  (data / "test" / "normal" / "text.jpg").write_text("not an image")
+  with pytest.raises(scan.UnreadableImagesError) as err:
+    _build(kaggle_dir, tmp_path / "tfds")
+  msg = str(err.value)
+  assert "3 image file(s)" in msg
+  for name in ("truncated.png", "empty.png", "text.jpg"):
+    assert name in msg
+
+
+def test_oversized_image_is_refused(tmp_path):
+  path = tmp_path / "bomb.png"
+  Image.new("L", (7000, 6000)).save(path)  # 42 MP > MAX_PIXELS
+  with pytest.raises(images.ImageError, match="above the limit of 40000000"):
+    images.read(path)
+
+
+def test_tfds_build_cli(kaggle_dir, tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  tfds_cli = pathlib.Path(sys.executable).with_name("tfds")
+  proc = subprocess.run(
+      [str(tfds_cli), "build", "tfds_ctscan", f"--manual_dir={kaggle_dir}",
+       f"--data_dir={tmp_path / 'out'}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  builder = tfds.builder("tfds_ctscan/kaggle", data_dir=str(tmp_path / "out"))
+  assert builder.info.splits["test"].num_examples == 13
+
+
+def test_audit_cli_writes_json(kaggle_dir, tmp_path):
+  out = tmp_path / "audit.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "tfds_ctscan.audit", str(kaggle_dir), f"--json={out}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rep = json.loads(out.read_text())
+  assert rep["counts"]["test"]["normal"] == 7
+  assert "Files found 34 = usable images 34" in proc.stdout

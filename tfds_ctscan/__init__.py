@@ -1,0 +1,3 @@
+"""TFDS builder for the Kaggle "Chest CT-Scan images" dataset: `tfds_ctscan/kaggle`, `tfds_ctscan/synthetic`."""
+
+from tfds_ctscan.tfds_ctscan_dataset_builder import Builder  # registers the builder

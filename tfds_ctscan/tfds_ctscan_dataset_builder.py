@@ -1,0 +1,130 @@
+"""tfds_ctscan dataset: chest CT slices in four classes, with cross-split leak flags."""
+
+import atexit
+import dataclasses
+import os
+import pathlib
+import shutil
+import tempfile
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from tfds_ctscan import images
+from tfds_ctscan import layout
+from tfds_ctscan import scan
+from tfds_ctscan import synthetic
+
+KAGGLE_DATASET = "mohamedhanyyy/chest-ctscan-images"
+
+
+@dataclasses.dataclass
+class CtScanConfig(tfds.core.BuilderConfig):
+  """`kaggle` reads the manual dir; `synthetic` generates slices from `seed`."""
+  seed: int = 0
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for tfds_ctscan."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release: unified labels, `leaked` flags."}
+  BUILDER_CONFIGS = [
+      CtScanConfig(name="kaggle",
+                   description="The Kaggle release, read from --manual_dir."),
+      CtScanConfig(name="synthetic", seed=0,
+                   description="Procedural CT-like slices (not clinical data), "
+                               "613/72/315 images, generated offline."),
+  ]
+  DEFAULT_CONFIG_NAME = "kaggle"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
+  Download the Kaggle dataset "Chest CT-Scan images" ({KAGGLE_DATASET}):
+    https://www.kaggle.com/datasets/{KAGGLE_DATASET}
+  (the "Download" button gives archive.zip, about 120 MB), or with the Kaggle CLI:
+    kaggle datasets download -d {KAGGLE_DATASET}
+  Put the zip, or its unzipped content (the folder that contains Data/, or
+  Data/ itself with train/, valid/ and test/) into the manual dir, then run:
+    tfds build tfds_ctscan --manual_dir=THAT_DIR
+  With Kaggle credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME and
+  KAGGLE_KEY) and an empty manual dir, the download is done for you.
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(names=list(layout.CLASS_NAMES)),
+            "file_name": tfds.features.Text(),
+            "leaked": tfds.features.Scalar(
+                dtype=np.bool_,
+                doc="An exact or near copy of an image in an earlier split."),
+        }),
+        supervised_keys=("image", "label"),
+        homepage=f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}",
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    if self.builder_config.name == "synthetic":
+      out = tempfile.mkdtemp(prefix="tfds_ctscan_synthetic_")
+      atexit.register(shutil.rmtree, out, ignore_errors=True)
+      data_root = synthetic.write_kaggle_layout(out, seed=self.builder_config.seed)
+    else:
+      data_root = layout.find_data_root(_kaggle_folder(dl_manager))
+    result = scan.scan(data_root)
+    scan.raise_if_unreadable(result)
+    _log_summary(result)
+    return {split: self._generate_examples(result, split)
+            for split in layout.SPLITS}
+
+  def _generate_examples(self, result: scan.Scan, split: str):
+    for record, leaked in zip(result.records, result.leaked):
+      if record.file.split != split:
+        continue
+      pixels, _ = images.read(record.file.path)
+      yield record.file.rel_name, {
+          "image": pixels,
+          "label": record.file.label,
+          "file_name": record.file.rel_name,
+          "leaked": leaked,
+      }
+
+
+def _has_kaggle_credentials() -> bool:
+  return bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")
+              ) or (pathlib.Path.home() / ".kaggle" / "kaggle.json").exists()
+
+
+def _kaggle_folder(dl_manager) -> pathlib.Path:
+  """The manual dir (zips in it extracted), or a Kaggle download if it is empty."""
+  try:
+    manual = pathlib.Path(dl_manager.manual_dir)
+  except AssertionError:  # TFDS's "manual dir does not exist or is empty"
+    if not _has_kaggle_credentials():
+      raise
+    return pathlib.Path(dl_manager.download_kaggle_data(KAGGLE_DATASET))
+  try:
+    return layout.find_data_root(manual)
+  except layout.LayoutError:
+    zips = sorted(manual.glob("*.zip"))
+    if len(zips) != 1:
+      raise
+    return pathlib.Path(dl_manager.extract(zips[0]))
+
+
+def _log_summary(result: scan.Scan) -> None:
+  counts = {}
+  for r in result.records:
+    key = (r.file.split, r.file.label)
+    counts[key] = counts.get(key, 0) + 1
+  for (split, label), n in sorted(counts.items()):
+    logging.info("tfds_ctscan: %s/%s: %d images", split, label, n)
+  for ig in result.ignored:
+    logging.warning("tfds_ctscan: ignored %s: %s", ig.rel_name, ig.reason)
+  for group in scan.label_conflicts(result):
+    logging.warning("tfds_ctscan: one image filed under several classes: %s",
+                    ", ".join(group))
+  logging.info(
+      "tfds_ctscan: files found %d = examples written %d + files ignored %d; "
+      "%d valid/test examples flagged leaked", result.files_found,
+      len(result.records), len(result.ignored), sum(result.leaked))
