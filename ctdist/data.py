@@ -1,0 +1,138 @@
+"""TFDS examples -> resized, cached, shuffled, batched and sharded tf.data input."""
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+BUILD_HINT = (
+    "build it first: `tfds build tfds_ctscan --config=synthetic --data_dir={data_dir}` "
+    "for the offline synthetic data, or `tfds build tfds_ctscan "
+    "--manual_dir=KAGGLE_DOWNLOAD --data_dir={data_dir}` for the real one "
+    "(or pass --manual_dir to ctdist.train)")
+
+
+class DatasetNotBuiltError(FileNotFoundError):
+  """The requested TFDS dataset has not been prepared in data_dir."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+  """What the trainer needs to know about one split."""
+  name: str
+  num_examples: int
+  class_names: tuple[str, ...]
+
+
+def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
+  """Returns the prepared TFDS builder, preparing it if `manual_dir` is given.
+
+  Raises:
+    DatasetNotBuiltError: not prepared and no `manual_dir`; says how to build it.
+  """
+  import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  b = tfds.builder(dataset, data_dir=data_dir)
+  if not b.is_prepared():
+    if manual_dir is None and not dataset.endswith("/synthetic"):
+      raise DatasetNotBuiltError(
+          f"dataset {dataset!r} is not built in {b.data_dir}; "
+          + BUILD_HINT.format(data_dir=data_dir or "~/tensorflow_datasets"))
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir))
+  return b
+
+
+def split_info(b, split: str) -> SplitInfo:
+  return SplitInfo(split, b.info.splits[split].num_examples,
+                   tuple(b.info.features["label"].names))
+
+
+def class_counts(b, split: str) -> np.ndarray:
+  """Examples per class in `split`, read from the labels alone."""
+  ds = b.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  labels = [int(l) for l in ds.map(lambda ex: ex["label"]).as_numpy_iterator()]
+  return np.bincount(labels, minlength=b.info.features["label"].num_classes)
+
+
+def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Encoded PNG/JPEG -> image_size x image_size x 3 uint8, aspect not kept
+  (as the notebook's flow_from_directory did), bilinear with antialiasing."""
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  image = tf.image.resize(image, (image_size, image_size), antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _examples(b, split: str, image_size: int, num_shards: int, shard: int
+              ) -> tf.data.Dataset:
+  ds = b.as_dataset(split=split, shuffle_files=False,
+                    decoders={"image": tfds.decode.SkipDecoding()})
+  if num_shards > 1:
+    ds = ds.shard(num_shards, shard)
+  return ds.map(
+      lambda ex: {"image": decode_and_resize(ex["image"], image_size),
+                  "label": tf.cast(ex["label"], tf.int32),
+                  "leaked": ex["leaked"],
+                  "weight": tf.constant(1.0)},
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def train_dataset(b, split: str, image_size: int, batch_size: int, seed: int,
+                  num_shards: int = 1, shard: int = 0) -> tf.data.Dataset:
+  """Endless shuffled training batches of `batch_size` (static shapes).
+
+  Decodes and resizes each image once: the uint8 results are cached in memory
+  (224 px x 613 images = 92 MB), so later epochs only shuffle and batch.
+  """
+  ds = _examples(b, split, image_size, num_shards, shard).cache()
+  ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_steps(num_examples: int, step_batch: int, num_shards: int = 1) -> int:
+  """Steps that cover the largest of `num_shards` shards, `step_batch` a step."""
+  return max(1, math.ceil(math.ceil(num_examples / num_shards) / step_batch))
+
+
+def eval_dataset(b, split: str, image_size: int, batch_size: int,
+                 replicas_per_shard: int = 1, num_shards: int = 1,
+                 shard: int = 0) -> tf.data.Dataset:
+  """Every example once, in batches of `batch_size`, padded with weight-0
+  examples to `eval_steps` full steps, so shapes stay static (TPU) and every
+  worker runs the same number of steps. A step takes `replicas_per_shard`
+  batches from a shard."""
+  n = b.info.splits[split].num_examples
+  step_batch = batch_size * replicas_per_shard
+  steps = eval_steps(n, step_batch, num_shards)
+  shard_size = n // num_shards + (1 if shard < n % num_shards else 0)
+  pad = steps * step_batch - shard_size
+  ds = _examples(b, split, image_size, num_shards, shard).cache()
+  padding = tf.data.Dataset.from_tensors({
+      "image": tf.zeros((image_size, image_size, 3), tf.uint8),
+      "label": tf.constant(0, tf.int32),
+      "leaked": tf.constant(False),
+      "weight": tf.constant(0.0)}).repeat(pad)
+  ds = ds.concatenate(padding).batch(batch_size, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def check_batch(global_batch: int, replicas: int) -> int:
+  """Returns the per-replica batch; raises if the global batch does not divide."""
+  if global_batch <= 0 or global_batch % replicas:
+    raise ValueError(
+        f"global batch {global_batch} is not divisible by {replicas} replicas; "
+        f"use a multiple of {replicas}, e.g. --batch_size="
+        f"{max(replicas, global_batch // replicas * replicas)}")
+  return global_batch // replicas
+
+
+def distribute(strategy: tf.distribute.Strategy, make_ds, global_batch: int):
+  """Calls `make_ds(per_replica_batch, replicas_per_shard, num_shards, shard)`
+  once per input pipeline (one per worker) via `distribute_datasets_from_function`."""
+  def fn(ctx: tf.distribute.InputContext):
+    return make_ds(ctx.get_per_replica_batch_size(global_batch),
+                   ctx.num_replicas_in_sync // ctx.num_input_pipelines,
+                   ctx.num_input_pipelines, ctx.input_pipeline_id)
+  return strategy.distribute_datasets_from_function(fn)

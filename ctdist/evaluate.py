@@ -1,0 +1,99 @@
+"""Evaluates a trained model on a split, whole and leak-free, side by side.
+
+Run: python -m ctdist.evaluate --model_dir=runs/demo [--split=test]
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+
+from ctdist import data as data_lib
+from ctdist import metrics
+from ctdist import model as model_lib
+from ctdist import plots
+
+
+def predict_split(model: keras.Model, b, split: str, batch_size: int = 32):
+  """Returns (labels, probs, leaked, file names) for every example of `split`."""
+  image_size = int(model.input_shape[1])
+  ds = data_lib.eval_dataset(b, split, image_size, batch_size)
+  labels, probs, leaked, weights = [], [], [], []
+  for batch in ds.as_numpy_iterator():
+    probs.append(model(batch["image"].astype(np.float32), training=False).numpy())
+    labels.append(batch["label"])
+    leaked.append(batch["leaked"])
+    weights.append(batch["weight"])
+  keep = np.concatenate(weights) > 0
+  return (np.concatenate(labels)[keep], np.concatenate(probs)[keep],
+          np.concatenate(leaked)[keep])
+
+
+def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
+             batch_size: int = 32) -> dict:
+  """Computes the report; with `out_dir`, writes metrics_<split>.json and plots.
+
+  Raises:
+    ValueError: the model's class names differ from the dataset's.
+  """
+  class_names = model_lib.class_names_of(model)
+  ds_names = list(b.info.features["label"].names)
+  if class_names != ds_names:
+    raise ValueError(f"model classes {class_names} differ from dataset classes {ds_names}")
+  labels, probs, leaked = predict_split(model, b, split, batch_size)
+  report = metrics.with_leak_free(labels, probs, leaked, class_names)
+  report["split"] = split
+  if out_dir:
+    with open(os.path.join(out_dir, f"metrics_{split}.json"), "w") as f:
+      json.dump(report, f, indent=1)
+    if "confusion_matrix" in report["all"]:
+      plots.confusion_matrix(report["all"]["confusion_matrix"], class_names,
+                             os.path.join(out_dir, f"confusion_{split}.png"),
+                             f"{split} (all {report['all']['num_examples']})")
+  return report
+
+
+def _define_flags():
+  flags.DEFINE_string("model_dir", None, "Training output folder holding model.keras.",
+                      required=True)
+  flags.DEFINE_string("split", "test", "Split to evaluate: train, valid or test.")
+  flags.DEFINE_string("dataset", None,
+                      "TFDS name; default: the one in the run's flags.txt.")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir; default: the run's.")
+  flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
+
+
+def _run_flag(model_dir: str, name: str):
+  path = os.path.join(model_dir, "flags.txt")
+  if not os.path.exists(path):
+    return None
+  for line in open(path):
+    if line.startswith(f"--{name}="):
+      return line.strip().split("=", 1)[1]
+  return None
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  model_path = os.path.join(f.model_dir, "model.keras")
+  if not os.path.exists(model_path):
+    raise app.UsageError(f"{model_path} not found; train first with python -m ctdist.train")
+  model = keras.saving.load_model(model_path, safe_mode=True)
+  dataset = f.dataset or _run_flag(f.model_dir, "dataset") or "tfds_ctscan/kaggle"
+  data_dir = f.data_dir or _run_flag(f.model_dir, "data_dir")
+  b = data_lib.builder(dataset, data_dir)
+  report = evaluate(model, b, f.split, f.model_dir, f.batch_size)
+  print(f"{dataset} {f.split}: {report['num_leaked']} leaked example(s) excluded "
+        "from the leak-free column")
+  print(metrics.render(report, model_lib.class_names_of(model)))
+  logging.info("wrote %s", os.path.join(f.model_dir, f"metrics_{f.split}.json"))
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,303 @@
+"""The custom distributed training loop: head phase, then fine-tune, with resume.
+
+One code path for every strategy: `strategy.run` inside a `tf.function` that
+runs `steps_per_loop` steps per call. Keras 3 `model.fit` fails under
+two-worker MultiWorkerMirroredStrategy (keras-team/keras#20585).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ctdist import model as model_lib
+
+PHASES = ("head", "finetune")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """Everything the loop needs besides the model, data and strategy."""
+  global_batch: int
+  steps_per_epoch: int
+  val_steps: int
+  head_epochs: int = 5
+  head_lr: float = 1e-4
+  finetune_epochs: int = 5
+  finetune_lr: float = 1e-5
+  finetune_layers: int = 50
+  patience: int = 3
+  steps_per_loop: int = 1
+  log_every_steps: int = 0
+  class_weights: tuple[float, ...] | None = None
+  loss_scaling: bool = False
+  checkpoint_every_steps: int = 0
+
+
+def write_dir(model_dir: str, chief: bool, worker: str) -> str:
+  """Where this worker writes: model_dir on the chief, a temporary folder elsewhere
+  (every worker must save, for the collectives, but only the chief's copy is kept)."""
+  if chief:
+    return model_dir
+  return tempfile.mkdtemp(prefix=f"ctdist_{worker}_")
+
+
+class _State(tf.Module):
+  """Loop position and early-stopping state, saved with every checkpoint."""
+
+  def __init__(self):
+    super().__init__()
+    self.phase = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False)  # within epoch
+    self.best_val_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+    self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.stopped = tf.Variable(False, trainable=False)
+
+
+class Trainer:
+  """Runs both phases on `strategy`; resumable from `model_dir`."""
+
+  def __init__(self, strategy, model, augmenter, cfg: LoopConfig,
+               train_ds, val_ds, model_dir: str, chief: bool = True,
+               worker: str = "local"):
+    self.strategy, self.model, self.augmenter, self.cfg = strategy, model, augmenter, cfg
+    self.model_dir, self.chief = model_dir, chief
+    self.write_dir = write_dir(model_dir, chief, worker)
+    self.train_iter = iter(train_ds)
+    self.val_ds = val_ds
+    self.history = _load_history(model_dir) if chief else []
+    with strategy.scope():
+      self.state = _State()
+      sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
+                  aggregation=tf.VariableAggregation.SUM, trainable=False)
+      self.sums = {k: tf.Variable(0.0, **sync) for k in ("loss", "correct", "count")}
+      weights = cfg.class_weights or (1.0,) * len(model_lib.class_names_of(model))
+      self.class_weights = tf.constant(weights, tf.float32)
+    self.writer = (tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
+                   if chief else tf.summary.create_noop_writer())
+
+  # ---- optimizer and checkpoint, per phase -------------------------------------------
+  def _make_optimizer(self, lr: float):
+    with self.strategy.scope():
+      opt = keras.optimizers.Adam(lr)
+      if self.cfg.loss_scaling:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+      opt.build(self.model.trainable_variables)
+    return opt
+
+  def _enter_phase(self, phase: int):
+    if phase == 1:
+      unfrozen = model_lib.unfreeze_top(self.model, self.cfg.finetune_layers)
+      logging.info("finetune: %d base layers unfrozen (BatchNorm stays frozen)",
+                   len(unfrozen))
+    lr = self.cfg.head_lr if phase == 0 else self.cfg.finetune_lr
+    self.optimizer = self._make_optimizer(lr)
+    self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                    state=self.state)
+    self.manager = tf.train.CheckpointManager(
+        self.ckpt, os.path.join(self.write_dir, "checkpoints"), max_to_keep=2)
+    self.best = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=self.model),
+        os.path.join(self.write_dir, "best"), max_to_keep=1)
+    self._train_fn = self._make_train_fn()
+    self._eval_fn = self._make_eval_fn()
+
+  def _resume_phase(self) -> int:
+    """The phase of the newest checkpoint in model_dir (0 if none)."""
+    latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+    if latest is None:
+      return 0
+    return int(tf.train.load_checkpoint(latest).get_tensor(
+        "state/phase/.ATTRIBUTES/VARIABLE_VALUE"))
+
+  # ---- compiled steps -------------------------------------------------------------
+  def _make_train_fn(self):
+    model, opt, aug, cw = self.model, self.optimizer, self.augmenter, self.class_weights
+    global_batch, sums = self.cfg.global_batch, self.sums
+
+    def step_fn(batch):
+      images = tf.cast(batch["image"], tf.float32)
+      labels = batch["label"]
+      if aug is not None and aug.layers:
+        images = aug(images, training=True)
+      with tf.GradientTape() as tape:
+        probs = model(images, training=True)
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            labels, tf.cast(probs, tf.float32)) * tf.gather(cw, labels)
+        loss = tf.reduce_sum(per_example) / global_batch
+        scaled = opt.scale_loss(loss)
+      grads = tape.gradient(scaled, model.trainable_variables)
+      opt.apply(grads, model.trainable_variables)
+      sums["loss"].assign_add(tf.reduce_sum(per_example))
+      sums["correct"].assign_add(tf.reduce_sum(tf.cast(
+          tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32)))
+      sums["count"].assign_add(tf.cast(tf.shape(labels)[0], tf.float32))
+
+    @tf.function
+    def train_fn(iterator, steps):
+      for _ in tf.range(steps):
+        self.strategy.run(step_fn, args=(next(iterator),))
+    return train_fn
+
+  def _make_eval_fn(self):
+    model, sums = self.model, self.sums
+
+    def step_fn(batch):
+      probs = tf.cast(model(tf.cast(batch["image"], tf.float32), training=False), tf.float32)
+      w = batch["weight"]
+      per_example = keras.losses.sparse_categorical_crossentropy(batch["label"], probs)
+      sums["loss"].assign_add(tf.reduce_sum(per_example * w))
+      sums["correct"].assign_add(tf.reduce_sum(w * tf.cast(tf.equal(
+          tf.argmax(probs, -1, output_type=tf.int32), batch["label"]), tf.float32)))
+      sums["count"].assign_add(tf.reduce_sum(w))
+
+    @tf.function
+    def eval_fn(iterator, steps):
+      for _ in tf.range(steps):
+        self.strategy.run(step_fn, args=(next(iterator),))
+    return eval_fn
+
+  def _read_sums(self) -> tuple[float, float]:
+    loss, correct, count = (float(self.sums[k].read_value()) for k in ("loss", "correct", "count"))
+    for v in self.sums.values():
+      v.assign(0.0)
+    return loss / max(count, 1.0), correct / max(count, 1.0)
+
+  # ---- the loop -------------------------------------------------------------------
+  def run(self) -> list[dict]:
+    """Trains both phases (or what is left of them) and returns the history."""
+    phase = self._resume_phase()
+    if phase >= len(PHASES):
+      logging.info("training already finished in %s; nothing to do", self.model_dir)
+      self._enter_phase(len(PHASES) - 1)
+      self.ckpt.restore(tf.train.latest_checkpoint(
+          os.path.join(self.model_dir, "checkpoints"))).assert_existing_objects_matched()
+      self.cleanup()
+      return self.history
+    self._enter_phase(phase)
+    latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+    if latest:
+      self.ckpt.restore(latest).assert_existing_objects_matched()
+      self.history = [h for h in self.history if (h["phase_index"], h["epoch"]) <= (
+          int(self.state.phase), int(self.state.epoch))]
+      logging.info("resumed from %s: phase %s, %d epoch(s) done, step %d", latest,
+                   PHASES[int(self.state.phase)], int(self.state.epoch),
+                   int(self.state.step))
+    for p in range(int(self.state.phase), len(PHASES)):
+      if p > int(self.state.phase):
+        self._enter_phase(p)
+      self._run_phase(p)
+      self._restore_best()
+      self.state.phase.assign(p + 1)
+      self.state.epoch.assign(0)
+      self.state.step.assign(0)
+      self.state.best_val_loss.assign(np.inf)
+      self.state.wait.assign(0)
+      self.state.stopped.assign(False)
+      if p + 1 < len(PHASES):
+        self._enter_phase(p + 1)  # the checkpoint must hold the next phase's optimizer
+      self.manager.save()
+    self.cleanup()
+    return self.history
+
+  def _epochs(self, phase: int) -> int:
+    return self.cfg.head_epochs if phase == 0 else self.cfg.finetune_epochs
+
+  def _run_phase(self, phase: int):
+    name, epochs, cfg = PHASES[phase], self._epochs(phase), self.cfg
+    while int(self.state.epoch) < epochs and not bool(self.state.stopped):
+      epoch = int(self.state.epoch)
+      start, done_steps = time.time(), int(self.state.step)
+      loss_sum = correct_sum = count = 0.0
+      while int(self.state.step) < cfg.steps_per_epoch:
+        chunk = min(cfg.steps_per_loop, cfg.steps_per_epoch - int(self.state.step))
+        if cfg.log_every_steps:
+          to_log = cfg.log_every_steps - int(self.state.step) % cfg.log_every_steps
+          chunk = min(chunk, to_log)
+        self._train_fn(self.train_iter, tf.constant(chunk))
+        self.state.step.assign_add(chunk)
+        step = int(self.state.step)
+        if cfg.log_every_steps and step % cfg.log_every_steps == 0 and step < cfg.steps_per_epoch:
+          rate = (step - done_steps) * cfg.global_batch / (time.time() - start)
+          logging.info("%s epoch %d/%d step %d/%d: %.1f images/s", name, epoch + 1,
+                       epochs, step, cfg.steps_per_epoch, rate)
+        if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
+            and step < cfg.steps_per_epoch:
+          self.manager.save()
+      elapsed = time.time() - start
+      train_loss, train_acc = self._read_sums()
+      self._eval_fn(iter(self.val_ds), tf.constant(cfg.val_steps))
+      val_loss, val_acc = self._read_sums()
+      improved = val_loss < float(self.state.best_val_loss)
+      if improved:
+        self.state.best_val_loss.assign(val_loss)
+        self.state.wait.assign(0)
+        self.best.save()
+      else:
+        self.state.wait.assign_add(1)
+        if int(self.state.wait) >= cfg.patience:
+          self.state.stopped.assign(True)
+      self.state.epoch.assign_add(1)
+      self.state.step.assign(0)
+      self.manager.save()
+      rate = (cfg.steps_per_epoch - done_steps) * cfg.global_batch / max(elapsed, 1e-9)
+      left = (epochs - epoch - 1) * cfg.steps_per_epoch * cfg.global_batch / max(rate, 1e-9)
+      record = {"phase": name, "phase_index": phase, "epoch": epoch + 1,
+                "loss": train_loss, "accuracy": train_acc, "val_loss": val_loss,
+                "val_accuracy": val_acc, "images_per_sec": rate,
+                "lr": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))}
+      self.history.append(record)
+      if self.chief:
+        logging.info(
+            "%s epoch %d/%d: loss %.4f acc %.3f | val_loss %.4f val_acc %.3f%s | "
+            "%.1f images/s | ETA %s", name, epoch + 1, epochs, train_loss, train_acc,
+            val_loss, val_acc, " *" if improved else "", rate,
+            time.strftime("%H:%M:%S", time.gmtime(left)))
+        self._write_summaries(record)
+        _save_history(self.model_dir, self.history)
+      if bool(self.state.stopped):
+        logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
+                     name, epoch + 1, cfg.patience)
+
+  def _restore_best(self):
+    if self.best.latest_checkpoint:
+      self.best.checkpoint.restore(self.best.latest_checkpoint).expect_partial()
+    else:
+      best_dir = os.path.join(self.model_dir, "best")
+      latest = tf.train.latest_checkpoint(best_dir)
+      if latest:
+        tf.train.Checkpoint(model=self.model).restore(latest).expect_partial()
+
+  def _write_summaries(self, record: dict):
+    step = sum(1 for _ in self.history)
+    with self.writer.as_default():
+      for key in ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_sec", "lr"):
+        tf.summary.scalar(key, record[key], step=step)
+    self.writer.flush()
+
+  def cleanup(self):
+    """Removes a non-chief worker's temporary checkpoint folder."""
+    if not self.chief:
+      shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+def _load_history(model_dir: str) -> list[dict]:
+  path = os.path.join(model_dir, "history.json")
+  return json.load(open(path)) if os.path.exists(path) else []
+
+
+def _save_history(model_dir: str, history: list[dict]) -> None:
+  path = os.path.join(model_dir, "history.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(history, f, indent=1)
+  os.replace(tmp, path)

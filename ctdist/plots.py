@@ -1,0 +1,46 @@
+"""Training curves and confusion matrices as PNG files."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+
+def training_curves(history: list[dict], path: str) -> None:
+  """Loss and accuracy per epoch, train and validation, phases marked."""
+  if not history:
+    return
+  x = np.arange(1, len(history) + 1)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, key in zip(axes, ("loss", "accuracy")):
+    ax.plot(x, [h[key] for h in history], label=f"train {key}")
+    ax.plot(x, [h[f"val_{key}"] for h in history], label=f"val {key}")
+    switches = [i + 1 for i in range(1, len(history))
+                if history[i]["phase"] != history[i - 1]["phase"]]
+    for s in switches:
+      ax.axvline(s - 0.5, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("epoch (head, then fine-tune)")
+    ax.set_title(key)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def confusion_matrix(matrix, class_names: list[str], path: str, title: str) -> None:
+  m = np.asarray(matrix)
+  fig, ax = plt.subplots(figsize=(6, 5))
+  ax.imshow(m, cmap="Blues")
+  ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
+  ax.set_yticks(range(len(class_names)), class_names)
+  for i in range(m.shape[0]):
+    for j in range(m.shape[1]):
+      ax.text(j, i, str(m[i, j]), ha="center", va="center",
+              color="white" if m[i, j] > m.max() / 2 else "black")
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

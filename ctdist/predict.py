@@ -1,0 +1,80 @@
+"""Classifies image files with a trained model.
+
+Run: python -m ctdist.predict --model=runs/demo/model.keras IMAGE [IMAGE ...] [--json]
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ctdist import model as model_lib
+from tfds_ctscan import images
+
+
+def load(path: str) -> keras.Model:
+  """Loads a model.keras in Keras safe mode (no arbitrary code)."""
+  return keras.saving.load_model(path, safe_mode=True)
+
+
+def predict_files(model: keras.Model, paths: list[str]) -> list[dict]:
+  """Returns one result per path: {file, label, probabilities} or {file, error}.
+
+  Images are decoded by content (any PNG/JPEG, any mode) and resized as in
+  training; a bad file gets an error entry and does not stop the others.
+  """
+  class_names = model_lib.class_names_of(model)
+  size = int(model.input_shape[1])
+  results = []
+  for path in paths:
+    try:
+      pixels, _ = images.read(path)
+    except (OSError, images.ImageError) as e:
+      results.append({"file": path, "error": str(e)})
+      continue
+    resized = tf.image.resize(pixels, (size, size), antialias=True)
+    resized = tf.clip_by_value(tf.round(resized), 0, 255)[None]
+    probs = np.asarray(model(resized, training=False))[0]
+    results.append({"file": path, "label": class_names[int(probs.argmax())],
+                    "probabilities": {n: float(p) for n, p in zip(class_names, probs)}})
+  return results
+
+
+def render(results: list[dict], class_names: list[str]) -> str:
+  short = [n[:12] for n in class_names]
+  lines = [f"{'file':40s} {'prediction':24s}" + "".join(f"{s:>13s}" for s in short)]
+  for r in results:
+    if "error" in r:
+      lines.append(f"{r['file'][-40:]:40s} ERROR: {r['error']}")
+    else:
+      lines.append(f"{r['file'][-40:]:40s} {r['label']:24s}" + "".join(
+          f"{r['probabilities'][n]:13.3f}" for n in class_names))
+  return "\n".join(lines)
+
+
+def _define_flags():
+  flags.DEFINE_string("model", None, "Path of model.keras from ctdist.train.", required=True)
+  flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    raise app.UsageError("give one or more image files")
+  model = load(flags.FLAGS.model)
+  results = predict_files(model, paths)
+  if flags.FLAGS.json:
+    print(json.dumps(results, indent=1))
+  else:
+    print(render(results, model_lib.class_names_of(model)))
+  if any("error" in r for r in results):
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

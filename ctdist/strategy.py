@@ -1,0 +1,109 @@
+"""Picks the tf.distribute strategy and the mixed-precision policy."""
+
+import json
+import os
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+class StrategyError(ValueError):
+  """The requested strategy cannot be created here."""
+
+
+def _tpu_strategy(tpu: str) -> tf.distribute.TPUStrategy:
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (ValueError, RuntimeError, tf.errors.OpError) as e:
+    raise StrategyError(
+        f"no TPU reachable at tpu={tpu!r} ({type(e).__name__}: {e}). On a Colab or "
+        "Cloud TPU VM use --tpu=local; for a TPU node pass its name or "
+        "grpc://ADDRESS:8470; without a TPU use --strategy=auto") from e
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def make_strategy(name: str, tpu: str = "local") -> tf.distribute.Strategy:
+  """Returns the strategy for `name`.
+
+  Args:
+    name: one of STRATEGIES. `auto` takes a TPU if one is reachable, else
+      MirroredStrategy over all GPUs if there are several, else one GPU, else
+      the CPU. `mirrored` mirrors over all GPUs, or over all logical CPUs on a
+      machine without GPUs. `multi_worker` reads the cluster from TF_CONFIG.
+    tpu: the TPU address for `tpu` (and `auto`): 'local' on a TPU VM.
+
+  Raises:
+    StrategyError: unknown name, no TPU reachable, or no TF_CONFIG.
+  """
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "auto":
+    if os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio"):
+      try:
+        return _tpu_strategy(tpu)
+      except StrategyError as e:
+        logging.warning("auto: TPU not usable, falling back to GPU/CPU: %s", e)
+    if len(gpus) > 1:
+      return tf.distribute.MirroredStrategy()
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  if name == "cpu":
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  if name == "mirrored":
+    devices = [d.name for d in gpus] or [
+        d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+  if name == "multi_worker":
+    if "TF_CONFIG" not in os.environ:
+      raise StrategyError(
+          "--strategy=multi_worker needs TF_CONFIG, e.g. "
+          + json.dumps({"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                        "task": {"type": "worker", "index": 0}})
+          + "; launch/local_cluster.py sets it for a cluster on one machine")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "tpu":
+    return _tpu_strategy(tpu)
+  raise StrategyError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+
+
+def resolve_precision(precision: str, strategy: tf.distribute.Strategy) -> str:
+  """Maps `auto` to mixed_bfloat16 on TPU, mixed_float16 on GPU, float32 on CPU."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+  if precision != "auto":
+    return precision
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return "mixed_bfloat16"
+  devices = strategy.extended.worker_devices
+  return "mixed_float16" if any("GPU" in d.upper() for d in devices) else "float32"
+
+
+def set_precision(policy: str) -> None:
+  """Sets Keras' global dtype policy; call once, before any layer is built."""
+  keras.mixed_precision.set_global_policy(policy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True on the worker that writes checkpoints, summaries and exports."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  if task_type == "chief":
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return task_type in ("worker", None) and task_id == 0 and not has_chief
+
+
+def worker_id(strategy: tf.distribute.Strategy) -> str:
+  """'worker-1' style name of this task, for logs and temporary directories."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or resolver.task_type is None:
+    return "local"
+  return f"{resolver.task_type}-{resolver.task_id}"

@@ -1,0 +1,225 @@
+"""Trains the ResNet50 chest-CT classifier: head, then fine-tune, on any strategy.
+
+Run: python -m ctdist.train --strategy=mirrored --model_dir=runs/kaggle
+     (python -m ctdist.train --helpfull lists every flag)
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ctdist import augment
+from ctdist import data as data_lib
+from ctdist import evaluate as evaluate_lib
+from ctdist import loop
+from ctdist import model as model_lib
+from ctdist import plots
+from ctdist import strategy as strategy_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """The resolved training options (the flags, as plain values)."""
+  model_dir: str
+  dataset: str = "tfds_ctscan/kaggle"
+  data_dir: str | None = None
+  manual_dir: str | None = None
+  strategy: str = "auto"
+  tpu: str = "local"
+  precision: str = "auto"
+  weights: str = "imagenet"
+  image_size: int = 224
+  batch_size: int = 32
+  head_epochs: int = 10
+  head_lr: float = 1e-4
+  finetune_epochs: int = 10
+  finetune_lr: float = 1e-5
+  finetune_layers: int = 50
+  patience: int = 3
+  class_weight: str = "balanced"
+  steps_per_loop: int = 1
+  log_every_steps: int = 0
+  checkpoint_every_steps: int = 0
+  seed: int = 42
+  augmentation: augment.AugmentConfig = augment.AugmentConfig()
+  eval_split: str = "test"
+  export: bool = True
+
+
+def balanced_weights(counts: np.ndarray) -> tuple[float, ...]:
+  """n / (k * n_c) per class, as scikit-learn's 'balanced'."""
+  counts = np.asarray(counts, dtype=np.float64)
+  if (counts == 0).any():
+    raise ValueError(f"class counts {counts.tolist()} include an empty class; "
+                     "--class_weight=balanced needs every class in train")
+  return tuple(float(w) for w in counts.sum() / (len(counts) * counts))
+
+
+def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None) -> dict:
+  """Trains, saves and evaluates; returns the metrics written to metrics.json.
+
+  Args:
+    opts: the options.
+    strategy: use this strategy instead of creating `opts.strategy` (tests).
+  """
+  keras.utils.set_random_seed(opts.seed)
+  strategy = strategy or strategy_lib.make_strategy(opts.strategy, opts.tpu)
+  precision = strategy_lib.resolve_precision(opts.precision, strategy)
+  strategy_lib.set_precision(precision)
+  chief = strategy_lib.is_chief(strategy)
+  replicas = strategy.num_replicas_in_sync
+  per_replica = data_lib.check_batch(opts.batch_size, replicas)
+
+  b = data_lib.builder(opts.dataset, opts.data_dir, opts.manual_dir)
+  train_info = data_lib.split_info(b, "train")
+  val_info = data_lib.split_info(b, "valid")
+  steps_per_epoch = train_info.num_examples // opts.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"global batch {opts.batch_size} is larger than the "
+                     f"{train_info.num_examples} training examples")
+  num_workers = strategy.extended._num_workers if hasattr(  # pylint: disable=protected-access
+      strategy.extended, "_num_workers") else 1
+  val_steps = data_lib.eval_steps(val_info.num_examples,
+                                  opts.batch_size // num_workers, num_workers)
+  class_weights = None
+  if opts.class_weight == "balanced":
+    class_weights = balanced_weights(data_lib.class_counts(b, "train"))
+  elif opts.class_weight != "none":
+    raise ValueError(f"--class_weight={opts.class_weight!r}; expected balanced or none")
+  if chief:
+    os.makedirs(opts.model_dir, exist_ok=True)
+    logging.info(
+        "strategy %s: %d replica(s), %d worker(s); precision %s; global batch %d "
+        "(%d per replica); %d steps per epoch, %d validation steps; class weights %s",
+        type(strategy).__name__, replicas, num_workers, precision, opts.batch_size,
+        per_replica, steps_per_epoch, val_steps, class_weights)
+
+  train_ds = data_lib.distribute(
+      strategy, lambda bs, _, n, i: data_lib.train_dataset(
+          b, "train", opts.image_size, bs, opts.seed, n, i), opts.batch_size)
+  val_ds = data_lib.distribute(
+      strategy, lambda bs, r, n, i: data_lib.eval_dataset(
+          b, "valid", opts.image_size, bs, r, n, i), opts.batch_size)
+  with strategy.scope():
+    model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights)
+    augmenter = augment.build_augmenter(opts.augmentation, opts.seed)
+  cfg = loop.LoopConfig(
+      global_batch=opts.batch_size, steps_per_epoch=steps_per_epoch,
+      val_steps=val_steps, head_epochs=opts.head_epochs, head_lr=opts.head_lr,
+      finetune_epochs=opts.finetune_epochs, finetune_lr=opts.finetune_lr,
+      finetune_layers=opts.finetune_layers, patience=opts.patience,
+      steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
+      class_weights=class_weights, loss_scaling=precision == "mixed_float16",
+      checkpoint_every_steps=opts.checkpoint_every_steps)
+  trainer = loop.Trainer(strategy, model, augmenter, cfg, train_ds, val_ds,
+                         opts.model_dir, chief, strategy_lib.worker_id(strategy))
+  history = trainer.run()
+  return _finish(opts, strategy, model, b, history, chief,
+                 {"strategy": type(strategy).__name__, "replicas": replicas,
+                  "workers": num_workers, "precision": precision,
+                  "global_batch": opts.batch_size})
+
+
+def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
+  """Saves model.keras and the SavedModel (every worker saves, only the chief's
+  copy is kept), then the chief evaluates and writes metrics, history and plots."""
+  out = opts.model_dir if chief else tempfile.mkdtemp(
+      prefix=f"ctdist_{strategy_lib.worker_id(strategy)}_out_")
+  model.save(os.path.join(out, "model.keras"))
+  if opts.export:
+    model.export(os.path.join(out, "saved_model"), verbose=False)
+  if not chief:
+    shutil.rmtree(out, ignore_errors=True)
+    return {}
+  inference = keras.saving.load_model(os.path.join(out, "model.keras"), safe_mode=True)
+  report = evaluate_lib.evaluate(inference, b, opts.eval_split, out)
+  result = {"run": run_info, "history_last": history[-1] if history else None,
+            opts.eval_split: report}
+  with open(os.path.join(out, "metrics.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  plots.training_curves(history, os.path.join(out, "training_curves.png"))
+  logging.info("%s accuracy: %.3f (leak-free %.3f, %d leaked excluded); outputs in %s",
+               opts.eval_split, report["all"].get("accuracy", float("nan")),
+               report["leak_free"].get("accuracy", float("nan")),
+               report["num_leaked"], out)
+  return result
+
+
+def _define_flags():
+  d = TrainOptions(model_dir="")
+  a = d.augmentation
+  flags.DEFINE_enum("strategy", d.strategy, strategy_lib.STRATEGIES,
+                    "auto: TPU, else all GPUs, else one GPU, else CPU.")
+  flags.DEFINE_string("tpu", d.tpu, "TPU address for --strategy=tpu: 'local' on a TPU VM.")
+  flags.DEFINE_enum("precision", d.precision, strategy_lib.PRECISIONS,
+                    "auto: mixed_float16 on GPU, mixed_bfloat16 on TPU, float32 on CPU.")
+  flags.DEFINE_string("dataset", d.dataset, "TFDS name: tfds_ctscan/kaggle or tfds_ctscan/synthetic.")
+  flags.DEFINE_string("data_dir", d.data_dir, "TFDS data_dir (local path or gs://...).")
+  flags.DEFINE_string("manual_dir", d.manual_dir,
+                      "Build the Kaggle dataset from this download first, if not built.")
+  flags.DEFINE_string("model_dir", None, "Output and checkpoint folder.", required=True)
+  flags.DEFINE_string("weights", d.weights, "imagenet, none (random init) or a local .h5 path.")
+  flags.DEFINE_integer("image_size", d.image_size, "Input height and width in pixels.")
+  flags.DEFINE_integer("batch_size", d.batch_size, "Global batch; divisible by the replicas.")
+  flags.DEFINE_integer("head_epochs", d.head_epochs, "Phase 1 epochs (base frozen).")
+  flags.DEFINE_float("head_lr", d.head_lr, "Phase 1 Adam learning rate.")
+  flags.DEFINE_integer("finetune_epochs", d.finetune_epochs, "Phase 2 epochs.")
+  flags.DEFINE_float("finetune_lr", d.finetune_lr, "Phase 2 Adam learning rate.")
+  flags.DEFINE_integer("finetune_layers", d.finetune_layers,
+                       "Top base layers unfrozen in phase 2 (-1: all); BatchNorm stays frozen.")
+  flags.DEFINE_integer("patience", d.patience, "Early-stopping patience in epochs (val loss).")
+  flags.DEFINE_enum("class_weight", d.class_weight, ["balanced", "none"],
+                    "Loss weights for the imbalanced classes.")
+  flags.DEFINE_integer("steps_per_loop", d.steps_per_loop,
+                       "Train steps per tf.function call (raise on TPU).")
+  flags.DEFINE_integer("log_every_steps", d.log_every_steps, "Progress line every N steps (0: off).")
+  flags.DEFINE_integer("checkpoint_every_steps", d.checkpoint_every_steps,
+                       "Also checkpoint every N steps inside an epoch (0: per epoch only).")
+  flags.DEFINE_integer("seed", d.seed, "Seed for weights, shuffling and augmentation.")
+  flags.DEFINE_float("augment_rotation", a.rotation_deg, "Max rotation in degrees (0: off).")
+  flags.DEFINE_float("augment_zoom", a.zoom, "Max zoom fraction (0: off).")
+  flags.DEFINE_float("augment_shift", a.shift, "Max shift fraction (0: off).")
+  flags.DEFINE_float("augment_brightness", a.brightness, "Max brightness change (0: off).")
+  flags.DEFINE_bool("augment_flip", a.flip, "Random horizontal flips.")
+  flags.DEFINE_string("eval_split", d.eval_split, "Split evaluated after training.")
+  flags.DEFINE_bool("export", d.export, "Also export a SavedModel for serving.")
+
+
+FLAG_NAMES = ("strategy", "tpu", "precision", "dataset", "data_dir", "manual_dir",
+              "model_dir", "weights", "image_size", "batch_size", "head_epochs", "head_lr",
+              "finetune_epochs", "finetune_lr", "finetune_layers", "patience",
+              "class_weight", "steps_per_loop", "log_every_steps",
+              "checkpoint_every_steps", "seed", "augment_rotation", "augment_zoom",
+              "augment_shift", "augment_brightness", "augment_flip", "eval_split", "export")
+
+
+def options_from_flags(f) -> TrainOptions:
+  aug = augment.AugmentConfig(f.augment_rotation, f.augment_zoom, f.augment_shift,
+                              f.augment_brightness, f.augment_flip)
+  values = {n: f[n].value for n in FLAG_NAMES if not n.startswith("augment_")}
+  return TrainOptions(augmentation=aug, **values)
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  opts = options_from_flags(f)
+  os.makedirs(opts.model_dir, exist_ok=True)
+  flagfile = "".join(f[n].serialize() + "\n" for n in FLAG_NAMES if f[n].value is not None)
+  with open(os.path.join(opts.model_dir, "flags.txt"), "w") as fh:
+    fh.write(flagfile)
+  run(opts)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
