@@ -1,6 +1,7 @@
 """TFDS examples -> resized, cached, shuffled, batched and sharded tf.data input."""
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -136,3 +137,14 @@ def distribute(strategy: tf.distribute.Strategy, make_ds, global_batch: int):
                    ctx.num_replicas_in_sync // ctx.num_input_pipelines,
                    ctx.num_input_pipelines, ctx.input_pipeline_id)
   return strategy.distribute_datasets_from_function(fn)
+
+
+def shard_fingerprint(b, split: str, num_shards: int, shard: int) -> tuple[int, str]:
+  """(examples, SHA-1 of their file names) of one input shard, for logs: workers
+  of a cluster must report different fingerprints."""
+  ds = b.as_dataset(split=split, shuffle_files=False,
+                    decoders={"image": tfds.decode.SkipDecoding()})
+  if num_shards > 1:
+    ds = ds.shard(num_shards, shard)
+  names = sorted(ds.map(lambda ex: ex["file_name"]).as_numpy_iterator())
+  return len(names), hashlib.sha1(b"\n".join(names)).hexdigest()[:12]

@@ -34,6 +34,7 @@ class LoopConfig:
   finetune_epochs: int = 5
   finetune_lr: float = 1e-5
   finetune_layers: int = 50
+  freeze_batchnorm: bool = True
   patience: int = 3
   steps_per_loop: int = 1
   log_every_steps: int = 0
@@ -96,9 +97,10 @@ class Trainer:
 
   def _enter_phase(self, phase: int):
     if phase == 1:
-      unfrozen = model_lib.unfreeze_top(self.model, self.cfg.finetune_layers)
-      logging.info("finetune: %d base layers unfrozen (BatchNorm stays frozen)",
-                   len(unfrozen))
+      unfrozen = model_lib.unfreeze_top(self.model, self.cfg.finetune_layers,
+                                        self.cfg.freeze_batchnorm)
+      logging.info("finetune: %d base layers with weights unfrozen (BatchNorm %s)",
+                   len(unfrozen), "frozen" if self.cfg.freeze_batchnorm else "trained")
     lr = self.cfg.head_lr if phase == 0 else self.cfg.finetune_lr
     self.optimizer = self._make_optimizer(lr)
     self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -166,10 +168,11 @@ class Trainer:
         self.strategy.run(step_fn, args=(next(iterator),))
     return eval_fn
 
-  def _read_sums(self) -> tuple[float, float]:
+  def _read_sums(self, reset: bool = True) -> tuple[float, float]:
     loss, correct, count = (float(self.sums[k].read_value()) for k in ("loss", "correct", "count"))
-    for v in self.sums.values():
-      v.assign(0.0)
+    if reset:
+      for v in self.sums.values():
+        v.assign(0.0)
     return loss / max(count, 1.0), correct / max(count, 1.0)
 
   # ---- the loop -------------------------------------------------------------------
@@ -228,8 +231,12 @@ class Trainer:
         step = int(self.state.step)
         if cfg.log_every_steps and step % cfg.log_every_steps == 0 and step < cfg.steps_per_epoch:
           rate = (step - done_steps) * cfg.global_batch / (time.time() - start)
-          logging.info("%s epoch %d/%d step %d/%d: %.1f images/s", name, epoch + 1,
-                       epochs, step, cfg.steps_per_epoch, rate)
+          loss, acc = self._read_sums(reset=False)
+          eta = (cfg.steps_per_epoch - step) * cfg.global_batch / max(rate, 1e-9)
+          if self.chief:
+            logging.info("%s epoch %d/%d step %d/%d: loss %.4f acc %.3f | %.1f images/s | "
+                         "epoch ETA %s", name, epoch + 1, epochs, step, cfg.steps_per_epoch,
+                         loss, acc, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
         if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
             and step < cfg.steps_per_epoch:
           self.manager.save()

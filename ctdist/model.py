@@ -7,6 +7,9 @@ from keras import layers
 
 BASE_NAME = "resnet50"
 OUTPUT_NAME = "probabilities"
+# Keras' ResNet50 uses 0.99; with a few hundred steps from scratch the moving
+# statistics then lag the weights and inference collapses to one class.
+FROM_SCRATCH_BN_MOMENTUM = 0.9
 
 
 @keras.saving.register_keras_serializable(package="ctdist")
@@ -56,16 +59,23 @@ def _base(image_size: int, weights: str) -> keras.Model:
         "scratch on purpose with --weights=none") from e
 
 
-def build_model(image_size: int, class_names, weights: str = "imagenet") -> keras.Model:
+def build_model(image_size: int, class_names, weights: str = "imagenet",
+                freeze_batchnorm: bool = True) -> keras.Model:
   """Builds the classifier: raw 0-255 RGB in, class probabilities out.
 
-  The base starts frozen and always runs BatchNorm in inference mode
-  (`training=False`), so fine-tuning never updates its batch statistics.
+  The base starts frozen. With `freeze_batchnorm` (the transfer-learning
+  default) it always runs BatchNorm in inference mode (`training=False`), so
+  fine-tuning never updates the pretrained batch statistics.
 
   Args:
     image_size: input height and width in pixels.
     class_names: the label names, in label-index order.
     weights: 'imagenet', 'none' (random init) or the path of a .h5 file.
+    freeze_batchnorm: False only to train from scratch (`weights='none'`),
+      where there are no statistics to keep and a ResNet without working
+      BatchNorm does not train. BatchNorm momentum is then lowered to
+      FROM_SCRATCH_BN_MOMENTUM so that a short run's moving statistics
+      catch up with the weights.
 
   Raises:
     WeightsError: the weights cannot be loaded; never falls back silently.
@@ -73,9 +83,13 @@ def build_model(image_size: int, class_names, weights: str = "imagenet") -> kera
   base = _base(image_size, weights)
   base.name = BASE_NAME
   base.trainable = False
+  if not freeze_batchnorm:
+    for layer in base.layers:
+      if isinstance(layer, layers.BatchNormalization):
+        layer.momentum = FROM_SCRATCH_BN_MOMENTUM
   inputs = keras.Input((image_size, image_size, 3), name="image")
   x = ResNetPreprocess(name="preprocess")(inputs)
-  x = base(x, training=False)
+  x = base(x, training=False) if freeze_batchnorm else base(x)
   x = layers.GlobalAveragePooling2D(name="gap")(x)
   x = layers.Dense(512, activation="relu", name="fc1")(x)
   x = layers.Dropout(0.4, name="drop1")(x)
@@ -86,12 +100,14 @@ def build_model(image_size: int, class_names, weights: str = "imagenet") -> kera
   return keras.Model(inputs, outputs, name="ctdist_resnet50")
 
 
-def unfreeze_top(model: keras.Model, n_layers: int) -> list[str]:
+def unfreeze_top(model: keras.Model, n_layers: int,
+                 freeze_batchnorm: bool = True) -> list[str]:
   """Unfreezes the top `n_layers` layers of the base, BatchNorm excluded.
 
   Args:
     model: a model from `build_model`.
     n_layers: how many of the base's last layers to unfreeze; -1 for all.
+    freeze_batchnorm: keep BatchNorm layers frozen (see `build_model`).
 
   Returns:
     The names of the layers now trainable.
@@ -102,7 +118,7 @@ def unfreeze_top(model: keras.Model, n_layers: int) -> list[str]:
   top_ids = {id(l) for l in top} if n_layers != 0 else set()
   unfrozen = []
   for layer in base.layers:
-    is_bn = isinstance(layer, layers.BatchNormalization)
+    is_bn = freeze_batchnorm and isinstance(layer, layers.BatchNormalization)
     layer.trainable = id(layer) in top_ids and not is_bn
     if layer.trainable and layer.weights:
       unfrozen.append(layer.name)

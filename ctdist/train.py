@@ -5,6 +5,7 @@ Run: python -m ctdist.train --strategy=mirrored --model_dir=runs/kaggle
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ class TrainOptions:
   finetune_epochs: int = 10
   finetune_lr: float = 1e-5
   finetune_layers: int = 50
+  freeze_batchnorm: bool = True
   patience: int = 3
   class_weight: str = "balanced"
   steps_per_loop: int = 1
@@ -64,12 +66,22 @@ def balanced_weights(counts: np.ndarray) -> tuple[float, ...]:
   return tuple(float(w) for w in counts.sum() / (len(counts) * counts))
 
 
-def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None) -> dict:
+def weights_checksum(model: keras.Model) -> str:
+  """SHA-1 of every weight's bytes: equal on every worker of a synchronous run."""
+  h = hashlib.sha1()
+  for w in model.get_weights():
+    h.update(np.ascontiguousarray(w).tobytes())
+  return h.hexdigest()[:16]
+
+
+def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
+        flagfile: str | None = None) -> dict:
   """Trains, saves and evaluates; returns the metrics written to metrics.json.
 
   Args:
     opts: the options.
     strategy: use this strategy instead of creating `opts.strategy` (tests).
+    flagfile: the resolved flags, written to model_dir/flags.txt by the chief.
   """
   keras.utils.set_random_seed(opts.seed)
   strategy = strategy or strategy_lib.make_strategy(opts.strategy, opts.tpu)
@@ -97,32 +109,43 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None) -> d
     raise ValueError(f"--class_weight={opts.class_weight!r}; expected balanced or none")
   if chief:
     os.makedirs(opts.model_dir, exist_ok=True)
+    if flagfile:
+      with open(os.path.join(opts.model_dir, "flags.txt"), "w") as fh:
+        fh.write(flagfile)
     logging.info(
         "strategy %s: %d replica(s), %d worker(s); precision %s; global batch %d "
         "(%d per replica); %d steps per epoch, %d validation steps; class weights %s",
         type(strategy).__name__, replicas, num_workers, precision, opts.batch_size,
         per_replica, steps_per_epoch, val_steps, class_weights)
 
-  train_ds = data_lib.distribute(
-      strategy, lambda bs, _, n, i: data_lib.train_dataset(
-          b, "train", opts.image_size, bs, opts.seed, n, i), opts.batch_size)
+  def make_train_ds(bs, _, n, i):
+    count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
+    logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
+                 strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
+    return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i)
+
+  train_ds = data_lib.distribute(strategy, make_train_ds, opts.batch_size)
   val_ds = data_lib.distribute(
       strategy, lambda bs, r, n, i: data_lib.eval_dataset(
           b, "valid", opts.image_size, bs, r, n, i), opts.batch_size)
   with strategy.scope():
-    model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights)
+    model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights,
+                                  opts.freeze_batchnorm)
     augmenter = augment.build_augmenter(opts.augmentation, opts.seed)
   cfg = loop.LoopConfig(
       global_batch=opts.batch_size, steps_per_epoch=steps_per_epoch,
       val_steps=val_steps, head_epochs=opts.head_epochs, head_lr=opts.head_lr,
       finetune_epochs=opts.finetune_epochs, finetune_lr=opts.finetune_lr,
-      finetune_layers=opts.finetune_layers, patience=opts.patience,
+      finetune_layers=opts.finetune_layers, freeze_batchnorm=opts.freeze_batchnorm,
+      patience=opts.patience,
       steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
       class_weights=class_weights, loss_scaling=precision == "mixed_float16",
       checkpoint_every_steps=opts.checkpoint_every_steps)
   trainer = loop.Trainer(strategy, model, augmenter, cfg, train_ds, val_ds,
                          opts.model_dir, chief, strategy_lib.worker_id(strategy))
   history = trainer.run()
+  logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
+               weights_checksum(model))
   return _finish(opts, strategy, model, b, history, chief,
                  {"strategy": type(strategy).__name__, "replicas": replicas,
                   "workers": num_workers, "precision": precision,
@@ -176,6 +199,9 @@ def _define_flags():
   flags.DEFINE_float("finetune_lr", d.finetune_lr, "Phase 2 Adam learning rate.")
   flags.DEFINE_integer("finetune_layers", d.finetune_layers,
                        "Top base layers unfrozen in phase 2 (-1: all); BatchNorm stays frozen.")
+  flags.DEFINE_bool("freeze_batchnorm", d.freeze_batchnorm,
+                    "Keep BatchNorm frozen in inference mode; --nofreeze_batchnorm only "
+                    "to train from scratch with --weights=none.")
   flags.DEFINE_integer("patience", d.patience, "Early-stopping patience in epochs (val loss).")
   flags.DEFINE_enum("class_weight", d.class_weight, ["balanced", "none"],
                     "Loss weights for the imbalanced classes.")
@@ -196,7 +222,7 @@ def _define_flags():
 
 FLAG_NAMES = ("strategy", "tpu", "precision", "dataset", "data_dir", "manual_dir",
               "model_dir", "weights", "image_size", "batch_size", "head_epochs", "head_lr",
-              "finetune_epochs", "finetune_lr", "finetune_layers", "patience",
+              "finetune_epochs", "finetune_lr", "finetune_layers", "freeze_batchnorm", "patience",
               "class_weight", "steps_per_loop", "log_every_steps",
               "checkpoint_every_steps", "seed", "augment_rotation", "augment_zoom",
               "augment_shift", "augment_brightness", "augment_flip", "eval_split", "export")
@@ -212,12 +238,8 @@ def options_from_flags(f) -> TrainOptions:
 def main(argv):
   del argv
   f = flags.FLAGS
-  opts = options_from_flags(f)
-  os.makedirs(opts.model_dir, exist_ok=True)
   flagfile = "".join(f[n].serialize() + "\n" for n in FLAG_NAMES if f[n].value is not None)
-  with open(os.path.join(opts.model_dir, "flags.txt"), "w") as fh:
-    fh.write(flagfile)
-  run(opts)
+  run(options_from_flags(f), flagfile=flagfile)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Starts N ctdist.train workers on this machine as one MultiWorkerMirroredStrategy cluster.
+
+Run: python -m launch.local_cluster --workers=2 -- --model_dir=runs/cluster \
+         --dataset=tfds_ctscan/synthetic --weights=none --image_size=64
+
+Each worker gets its own TF_CONFIG on a free localhost port; their logs are
+streamed with a `[worker-i]` prefix. If a worker dies, the others are stopped
+and the exit code is non-zero, naming the lost worker. Re-running the same
+command resumes from the chief's checkpoint.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+
+def free_ports(n: int) -> list[int]:
+  """Returns `n` distinct free TCP ports on localhost."""
+  socks, ports = [], []
+  for _ in range(n):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+    ports.append(s.getsockname()[1])
+  for s in socks:
+    s.close()
+  return ports
+
+
+def tf_config(ports: list[int], index: int) -> str:
+  return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}})
+
+
+def _stream(proc: subprocess.Popen, prefix: str, out) -> None:
+  for line in iter(proc.stdout.readline, ""):
+    out.write(f"{prefix} {line}")
+    out.flush()
+
+
+def launch(num_workers: int, train_args: list[str], env: dict | None = None,
+           python: str = sys.executable, out=sys.stdout, poll_s: float = 0.5,
+           grace_s: float = 10.0) -> int:
+  """Runs the cluster to completion; returns 0 if every worker exited 0.
+
+  When one worker exits non-zero, the others cannot finish (their collectives
+  wait for it): they are terminated and the lost worker is named on stderr.
+  """
+  ports = free_ports(num_workers)
+  procs, threads = [], []
+  for i in range(num_workers):
+    worker_env = dict(env or os.environ, TF_CONFIG=tf_config(ports, i),
+                      PYTHONUNBUFFERED="1")
+    cmd = [python, "-m", "ctdist.train", "--strategy=multi_worker", *train_args]
+    proc = subprocess.Popen(cmd, env=worker_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    print(f"local_cluster: worker-{i} pid {proc.pid} TF_CONFIG {worker_env['TF_CONFIG']}",
+          file=out, flush=True)
+    t = threading.Thread(target=_stream, args=(proc, f"[worker-{i}]", out), daemon=True)
+    t.start()
+    procs.append(proc)
+    threads.append(t)
+  failed = None
+  while failed is None and any(p.poll() is None for p in procs):
+    for i, p in enumerate(procs):
+      if p.poll() not in (None, 0):
+        failed = i
+        break
+    time.sleep(poll_s)
+  if failed is None:
+    failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
+  if failed is not None:
+    code = procs[failed].returncode
+    print(f"local_cluster: worker-{failed} (pid {procs[failed].pid}) exited with code "
+          f"{code}; stopping the other workers. Re-run the same command to resume "
+          "from the chief's last checkpoint.", file=sys.stderr)
+    for p in procs:
+      if p.poll() is None:
+        p.terminate()
+    deadline = time.time() + grace_s
+    for p in procs:
+      try:
+        p.wait(max(0.1, deadline - time.time()))
+      except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+  for t in threads:
+    t.join(timeout=5)
+  return 0 if failed is None else 1
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      usage="python -m launch.local_cluster --workers=N -- TRAIN_FLAGS...")
+  parser.add_argument("--workers", type=int, default=2, help="number of worker processes")
+  parser.add_argument("train_args", nargs=argparse.REMAINDER,
+                      help="flags for ctdist.train, after --")
+  args = parser.parse_args(argv)
+  train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+  if args.workers < 1:
+    parser.error(f"--workers={args.workers}: need at least 1")
+  return launch(args.workers, train_args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,66 @@
+"""The input pipeline: decode/resize eager and in tf.data, padding, sharding, batch checks."""
+
+import io
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from ctdist import data as data_lib
+
+
+def _png(arr):
+  buf = io.BytesIO()
+  Image.fromarray(arr).save(buf, "PNG")
+  return buf.getvalue()
+
+
+def test_decode_and_resize_same_eager_and_in_map():
+  rng = np.random.default_rng(0)
+  encoded = tf.constant(_png(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)))
+  eager = data_lib.decode_and_resize(encoded, 32).numpy()
+  mapped = next(iter(tf.data.Dataset.from_tensors(encoded).map(
+      lambda e: data_lib.decode_and_resize(e, 32)))).numpy()
+  assert eager.shape == (32, 32, 3) and eager.dtype == np.uint8
+  np.testing.assert_array_equal(eager, mapped)
+  gray = tf.constant(_png(rng.integers(0, 255, (40, 40), dtype=np.uint8)))
+  assert data_lib.decode_and_resize(gray, 16).shape == (16, 16, 3)
+
+
+def test_check_batch_names_the_numbers():
+  assert data_lib.check_batch(32, 4) == 8
+  with pytest.raises(ValueError, match="global batch 30 is not divisible by 4 replicas"):
+    data_lib.check_batch(30, 4)
+
+
+def test_not_built_dataset_says_how_to_build(tmp_path):
+  with pytest.raises(data_lib.DatasetNotBuiltError, match="tfds build tfds_ctscan"):
+    data_lib.builder("tfds_ctscan/kaggle", str(tmp_path))
+
+
+def test_eval_dataset_covers_each_example_once_across_shards(small_data_dir):
+  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+  n = b.info.splits["test"].num_examples  # 13
+  seen, steps = [], []
+  for shard in range(2):
+    batches = list(data_lib.eval_dataset(b, "test", 16, 3, 1, 2, shard).as_numpy_iterator())
+    steps.append(len(batches))
+    for batch in batches:
+      assert batch["image"].shape == (3, 16, 16, 3)  # static, full batches
+      seen += [int(l) * 1000 + i for i, (l, w) in enumerate(zip(batch["label"], batch["weight"])) if w]
+    weights = np.concatenate([x["weight"] for x in batches])
+    assert weights.sum() == n // 2 + (1 if shard < n % 2 else 0)
+  assert steps[0] == steps[1] == data_lib.eval_steps(n, 3, 2)
+
+
+def test_train_shards_are_disjoint(small_data_dir):
+  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+  names = []
+  for shard in range(2):
+    ds = b.as_dataset(split="train", shuffle_files=False).shard(2, shard)
+    names.append({ex["file_name"] for ex in ds.as_numpy_iterator()})
+  assert names[0].isdisjoint(names[1])
+  assert len(names[0] | names[1]) == b.info.splits["train"].num_examples
+  batch = next(iter(data_lib.train_dataset(b, "train", 24, 4, seed=0, num_shards=2, shard=1)))
+  assert batch["image"].shape == (4, 24, 24, 3) and batch["image"].dtype == tf.uint8

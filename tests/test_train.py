@@ -1,0 +1,172 @@
+"""The trainer end to end on small data: strategies, precisions, resume, outputs."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctdist import augment
+from ctdist import loop
+from ctdist import metrics
+from ctdist import model as model_lib
+from ctdist import predict
+from ctdist import strategy as strategy_lib
+from ctdist import train
+
+FAST = dict(image_size=32, batch_size=4, head_epochs=1, finetune_epochs=1,
+            weights="none", finetune_layers=5, export=False)
+
+
+def _opts(tmp_path, small_data_dir, **kw):
+  return train.TrainOptions(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
+                            data_dir=small_data_dir, **{**FAST, **kw})
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+  yield
+  keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, small_data_dir,
+                                                                   monkeypatch):
+  strategy = strategy_lib.make_strategy("mirrored")
+  assert strategy.num_replicas_in_sync == 2
+  built = {}
+  real_build = model_lib.build_model
+  monkeypatch.setattr(model_lib, "build_model",
+                      lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
+  result = train.run(_opts(tmp_path, small_data_dir, steps_per_loop=2), strategy)
+  model = built["m"]
+  before = real_build(32, model_lib.class_names_of(model), "none")
+  changed = 0
+  for v in model.variables:
+    copies = [np.asarray(x) for x in strategy.experimental_local_results(v)]
+    assert len(copies) == 2
+    np.testing.assert_array_equal(copies[0], copies[1], err_msg=v.path)
+  for v in model.get_layer("fc1").weights:
+    changed += 1
+  assert changed
+  assert result["run"]["replicas"] == 2
+  run_dir = tmp_path / "run"
+  for name in ("model.keras", "history.json", "metrics.json", "metrics_test.json",
+               "training_curves.png", "confusion_test.png"):
+    assert (run_dir / name).exists(), name
+  history = json.loads((run_dir / "history.json").read_text())
+  assert [(h["phase"], h["epoch"]) for h in history] == [("head", 1), ("finetune", 1)]
+  assert (run_dir / "tensorboard").is_dir()
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_paths_train(tmp_path, small_data_dir, precision, monkeypatch):
+  seen = {}
+  real = loop.Trainer._make_optimizer
+
+  def spy(self, lr):
+    opt = real(self, lr)
+    seen["opt"] = opt
+    return opt
+  monkeypatch.setattr(loop.Trainer, "_make_optimizer", spy)
+  result = train.run(_opts(tmp_path, small_data_dir, precision=precision),
+                     strategy_lib.make_strategy("cpu"))
+  assert result["run"]["precision"] == precision
+  assert isinstance(seen["opt"], keras.optimizers.LossScaleOptimizer) == (
+      precision == "mixed_float16")
+  assert int(seen["opt"].iterations) > 0
+  assert np.isfinite(result["history_last"]["loss"])
+  probs = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))(
+      np.zeros((1, 32, 32, 3), "float32"))
+  assert probs.dtype == "float32"
+
+
+def test_interrupted_run_resumes_without_repeating_epochs(tmp_path, small_data_dir,
+                                                          monkeypatch):
+  opts = _opts(tmp_path, small_data_dir, head_epochs=2, finetune_epochs=2, patience=10)
+  real_save = loop._save_history
+  calls = {"n": 0}
+
+  def crash_after_third_epoch(model_dir, history):
+    real_save(model_dir, history)
+    calls["n"] += 1
+    if calls["n"] == 3:
+      raise KeyboardInterrupt("simulated kill after epoch 3")
+  monkeypatch.setattr(loop, "_save_history", crash_after_third_epoch)
+  with pytest.raises(KeyboardInterrupt):
+    train.run(opts, strategy_lib.make_strategy("cpu"))
+  monkeypatch.setattr(loop, "_save_history", real_save)
+  keras.backend.clear_session()
+  train.run(opts, strategy_lib.make_strategy("cpu"))
+  history = json.loads((tmp_path / "run" / "history.json").read_text())
+  assert [(h["phase"], h["epoch"]) for h in history] == [
+      ("head", 1), ("head", 2), ("finetune", 1), ("finetune", 2)]
+  ckpt = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+  assert tf.train.load_variable(ckpt, "state/phase/.ATTRIBUTES/VARIABLE_VALUE") == 2
+  # A finished run is not repeated.
+  mtime = (tmp_path / "run" / "history.json").stat().st_mtime
+  keras.backend.clear_session()
+  train.run(opts, strategy_lib.make_strategy("cpu"))
+  assert (tmp_path / "run" / "history.json").stat().st_mtime == mtime
+
+
+def test_finetune_leaves_batchnorm_statistics_unchanged(tmp_path, small_data_dir,
+                                                        monkeypatch):
+  built = {}
+  real_build = model_lib.build_model
+  monkeypatch.setattr(model_lib, "build_model",
+                      lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
+  train.run(_opts(tmp_path, small_data_dir, finetune_layers=-1, head_epochs=0,
+                  finetune_lr=1e-2), strategy_lib.make_strategy("cpu"))
+  base = built["m"].get_layer(model_lib.BASE_NAME)
+  fresh = real_build(32, list(model_lib.class_names_of(built["m"])), "none").get_layer(
+      model_lib.BASE_NAME)
+  bn_changed = conv_changed = 0
+  for layer, ref in zip(base.layers, fresh.layers):
+    for w, r in zip(layer.weights, ref.weights):
+      diff = not np.allclose(np.asarray(w), np.asarray(r))
+      if isinstance(layer, keras.layers.BatchNormalization):
+        bn_changed += diff
+      else:
+        conv_changed += diff
+  assert bn_changed == 0
+  assert conv_changed > 0
+
+
+def test_leak_free_metrics_on_known_fixture():
+  names = ["a", "b"]
+  labels = np.array([0, 0, 1, 1, 1, 0])
+  probs = np.array([[.9, .1], [.8, .2], [.3, .7], [.6, .4], [.2, .8], [.4, .6]])
+  leaked = np.array([True, True, False, False, False, False])
+  rep = metrics.with_leak_free(labels, probs, leaked, names)
+  assert rep["num_leaked"] == 2
+  assert rep["all"]["accuracy"] == pytest.approx(4 / 6)
+  assert rep["leak_free"]["accuracy"] == pytest.approx(2 / 4)
+  assert rep["leak_free"]["confusion_matrix"] == [[0, 1], [1, 2]]
+  assert rep["leak_free"]["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
+  assert rep["all"]["roc_auc_ovr"]["a"] == pytest.approx(
+      __import__("sklearn.metrics", fromlist=["x"]).roc_auc_score(labels == 0, probs[:, 0]))
+  assert "leak-free" in metrics.render(rep, names)
+
+
+def test_predict_uses_the_models_class_order(tmp_path):
+  names = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
+  m = model_lib.build_model(32, names, weights="none")
+  logits = m.get_layer("logits")
+  kernel, bias = logits.get_weights()
+  bias[:] = 0
+  bias[2] = 50.0  # always "normal"
+  logits.set_weights([np.zeros_like(kernel), bias])
+  path = tmp_path / "model.keras"
+  m.save(str(path))
+  from PIL import Image
+  good = tmp_path / "scan.png"
+  Image.new("RGBA", (70, 50), (40, 40, 40, 255)).save(good)
+  bad = tmp_path / "broken.png"
+  bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+  results = predict.predict_files(predict.load(str(path)), [str(bad), str(good)])
+  assert "error" in results[0] and "broken.png" in results[0]["error"]
+  assert results[1]["label"] == "normal"
+  assert list(results[1]["probabilities"]) == names
+  assert results[1]["probabilities"]["normal"] > 0.99
