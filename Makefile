@@ -6,7 +6,7 @@ DATA_DIR ?= $(RUN_DIR)/tensorflow_datasets
 # Synthetic data, random init (ImageNet weights need the network), 64 px: a few minutes on 2 CPU cores.
 DEMO_FLAGS ?= --dataset=tfds_ctscan/synthetic --data_dir=$(DATA_DIR) --model_dir=$(RUN_DIR)/model \
   --weights=none --nofreeze_batchnorm --image_size=64 --batch_size=32 \
-  --head_epochs=0 --finetune_layers=-1 --finetune_lr=1e-3 --finetune_epochs=8 \
+  --head_epochs=0 --finetune_layers=-1 --finetune_lr=1e-3 --finetune_epochs=10 \
   --augment_rotation=0 --augment_zoom=0 --augment_shift=0 --augment_brightness=0 \
   --patience=3 --log_every_steps=10
 

@@ -41,6 +41,7 @@ class LoopConfig:
   class_weights: tuple[float, ...] | None = None
   loss_scaling: bool = False
   checkpoint_every_steps: int = 0
+  jit_compile: bool = False  # XLA for the per-replica compute (one-device strategies)
 
 
 def write_dir(model_dir: str, chief: bool, worker: str) -> str:
@@ -76,8 +77,8 @@ class Trainer:
     self.train_iter = iter(train_ds)
     self.val_ds = val_ds
     self.history = _load_history(model_dir) if chief else []
+    self.state = _State()  # plain host variables: read eagerly on every worker
     with strategy.scope():
-      self.state = _State()
       sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
                   aggregation=tf.VariableAggregation.SUM, trainable=False)
       self.sums = {k: tf.Variable(0.0, **sync) for k in ("loss", "correct", "count")}
@@ -95,7 +96,9 @@ class Trainer:
       opt.build(self.model.trainable_variables)
     return opt
 
-  def _enter_phase(self, phase: int):
+  def enter_phase(self, phase: int):
+    """Sets up phase `phase` (0 head, 1 fine-tune): trainable layers, a new optimizer,
+    its checkpoint, and the compiled steps."""
     if phase == 1:
       unfrozen = model_lib.unfreeze_top(self.model, self.cfg.finetune_layers,
                                         self.cfg.freeze_batchnorm)
@@ -126,11 +129,7 @@ class Trainer:
     model, opt, aug, cw = self.model, self.optimizer, self.augmenter, self.class_weights
     global_batch, sums = self.cfg.global_batch, self.sums
 
-    def step_fn(batch):
-      images = tf.cast(batch["image"], tf.float32)
-      labels = batch["label"]
-      if aug is not None and aug.layers:
-        images = aug(images, training=True)
+    def compute(images, labels):
       with tf.GradientTape() as tape:
         probs = model(images, training=True)
         per_example = keras.losses.sparse_categorical_crossentropy(
@@ -139,6 +138,17 @@ class Trainer:
         scaled = opt.scale_loss(loss)
       grads = tape.gradient(scaled, model.trainable_variables)
       opt.apply(grads, model.trainable_variables)
+      return probs, per_example
+
+    if self.cfg.jit_compile:
+      compute = tf.function(compute, jit_compile=True)
+
+    def step_fn(batch):
+      images = tf.cast(batch["image"], tf.float32)
+      labels = batch["label"]
+      if aug is not None and aug.layers:
+        images = aug(images, training=True)
+      probs, per_example = compute(images, labels)
       sums["loss"].assign_add(tf.reduce_sum(per_example))
       sums["correct"].assign_add(tf.reduce_sum(tf.cast(
           tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32)))
@@ -149,6 +159,10 @@ class Trainer:
       for _ in tf.range(steps):
         self.strategy.run(step_fn, args=(next(iterator),))
     return train_fn
+
+  def train_steps(self, iterator, steps: int) -> None:
+    """Runs `steps` training steps from a distributed iterator (benchmarks, tests)."""
+    self._train_fn(iterator, tf.constant(steps))
 
   def _make_eval_fn(self):
     model, sums = self.model, self.sums
@@ -181,12 +195,12 @@ class Trainer:
     phase = self._resume_phase()
     if phase >= len(PHASES):
       logging.info("training already finished in %s; nothing to do", self.model_dir)
-      self._enter_phase(len(PHASES) - 1)
+      self.enter_phase(len(PHASES) - 1)
       self.ckpt.restore(tf.train.latest_checkpoint(
           os.path.join(self.model_dir, "checkpoints"))).assert_existing_objects_matched()
       self.cleanup()
       return self.history
-    self._enter_phase(phase)
+    self.enter_phase(phase)
     latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
     if latest:
       self.ckpt.restore(latest).assert_existing_objects_matched()
@@ -197,7 +211,7 @@ class Trainer:
                    int(self.state.step))
     for p in range(int(self.state.phase), len(PHASES)):
       if p > int(self.state.phase):
-        self._enter_phase(p)
+        self.enter_phase(p)
       self._run_phase(p)
       self._restore_best()
       self.state.phase.assign(p + 1)
@@ -207,7 +221,7 @@ class Trainer:
       self.state.wait.assign(0)
       self.state.stopped.assign(False)
       if p + 1 < len(PHASES):
-        self._enter_phase(p + 1)  # the checkpoint must hold the next phase's optimizer
+        self.enter_phase(p + 1)  # the checkpoint must hold the next phase's optimizer
       self.manager.save()
     self.cleanup()
     return self.history

@@ -28,6 +28,12 @@ def _tpu_strategy(tpu: str) -> tf.distribute.TPUStrategy:
   return tf.distribute.TPUStrategy(resolver)
 
 
+def _tpu_present() -> bool:
+  """A TPU VM (device files) or a TPU node named in the environment."""
+  return bool(os.environ.get("TPU_NAME")) or any(
+      os.path.exists(p) for p in ("/dev/accel0", "/dev/vfio/0"))
+
+
 def make_strategy(name: str, tpu: str = "local") -> tf.distribute.Strategy:
   """Returns the strategy for `name`.
 
@@ -41,24 +47,8 @@ def make_strategy(name: str, tpu: str = "local") -> tf.distribute.Strategy:
   Raises:
     StrategyError: unknown name, no TPU reachable, or no TF_CONFIG.
   """
-  gpus = tf.config.list_logical_devices("GPU")
-  if name == "auto":
-    if os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio"):
-      try:
-        return _tpu_strategy(tpu)
-      except StrategyError as e:
-        logging.warning("auto: TPU not usable, falling back to GPU/CPU: %s", e)
-    if len(gpus) > 1:
-      return tf.distribute.MirroredStrategy()
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-  if name == "cpu":
-    return tf.distribute.OneDeviceStrategy("/cpu:0")
-  if name == "one_device":
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-  if name == "mirrored":
-    devices = [d.name for d in gpus] or [
-        d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices)
+  # multi_worker and tpu must come before any op initialises the runtime, so the
+  # devices are only listed for the other strategies.
   if name == "multi_worker":
     if "TF_CONFIG" not in os.environ:
       raise StrategyError(
@@ -69,7 +59,25 @@ def make_strategy(name: str, tpu: str = "local") -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     return _tpu_strategy(tpu)
-  raise StrategyError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+  if name not in STRATEGIES:
+    raise StrategyError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+  if name == "auto" and _tpu_present():
+    try:
+      return _tpu_strategy(tpu)
+    except StrategyError as e:
+      logging.warning("auto: TPU not usable, falling back to GPU/CPU: %s", e)
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "auto":
+    if len(gpus) > 1:
+      return tf.distribute.MirroredStrategy()
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  if name == "cpu":
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  devices = [d.name for d in gpus] or [  # mirrored
+      d.name for d in tf.config.list_logical_devices("CPU")]
+  return tf.distribute.MirroredStrategy(devices)
 
 
 def resolve_precision(precision: str, strategy: tf.distribute.Strategy) -> str:

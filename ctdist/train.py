@@ -83,8 +83,9 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
     strategy: use this strategy instead of creating `opts.strategy` (tests).
     flagfile: the resolved flags, written to model_dir/flags.txt by the chief.
   """
-  keras.utils.set_random_seed(opts.seed)
+  # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
   strategy = strategy or strategy_lib.make_strategy(opts.strategy, opts.tpu)
+  keras.utils.set_random_seed(opts.seed)
   precision = strategy_lib.resolve_precision(opts.precision, strategy)
   strategy_lib.set_precision(precision)
   chief = strategy_lib.is_chief(strategy)
