@@ -22,6 +22,9 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
   Only keras-cv's geometric and colour layers are used: its RandAugment and
   AugMix fail inside a train step and under float16.
   """
+  # keras-cv treats seed 0 as "no seed" and then shares TF's global generator,
+  # which is bound to the first strategy that used it: every layer gets a seed >= 1.
+  seed = abs(int(seed)) + 1
   aug = []
   if cfg.rotation_deg:
     aug.append(keras_cv.layers.RandomRotation(

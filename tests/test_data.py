@@ -64,3 +64,18 @@ def test_train_shards_are_disjoint(small_data_dir):
   assert len(names[0] | names[1]) == b.info.splits["train"].num_examples
   batch = next(iter(data_lib.train_dataset(b, "train", 24, 4, seed=0, num_shards=2, shard=1)))
   assert batch["image"].shape == (4, 24, 24, 3) and batch["image"].dtype == tf.uint8
+
+
+def test_gcs_data_dir_passes_through_untouched(monkeypatch):
+  seen = {}
+
+  class Built:
+    def is_prepared(self):
+      return True
+
+  def fake_builder(name, data_dir=None):
+    seen.update(name=name, data_dir=data_dir)
+    return Built()
+  monkeypatch.setattr(data_lib.tfds, "builder", fake_builder)
+  data_lib.builder("tfds_ctscan/kaggle", "gs://my-bucket/tensorflow_datasets")
+  assert seen == {"name": "tfds_ctscan/kaggle", "data_dir": "gs://my-bucket/tensorflow_datasets"}

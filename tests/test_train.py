@@ -41,15 +41,11 @@ def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, sma
                       lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
   result = train.run(_opts(tmp_path, small_data_dir, steps_per_loop=2), strategy)
   model = built["m"]
-  before = real_build(32, model_lib.class_names_of(model), "none")
-  changed = 0
   for v in model.variables:
-    copies = [np.asarray(x) for x in strategy.experimental_local_results(v)]
+    # v.value is the MirroredVariable behind the Keras variable: one copy per replica.
+    copies = [np.asarray(x) for x in strategy.experimental_local_results(v.value)]
     assert len(copies) == 2
     np.testing.assert_array_equal(copies[0], copies[1], err_msg=v.path)
-  for v in model.get_layer("fc1").weights:
-    changed += 1
-  assert changed
   assert result["run"]["replicas"] == 2
   run_dir = tmp_path / "run"
   for name in ("model.keras", "history.json", "metrics.json", "metrics_test.json",
