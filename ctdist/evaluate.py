@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ctdist import data as data_lib
 from ctdist import metrics
@@ -48,7 +49,7 @@ def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
   report = metrics.with_leak_free(labels, probs, leaked, class_names)
   report["split"] = split
   if out_dir:
-    with open(os.path.join(out_dir, f"metrics_{split}.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(out_dir, f"metrics_{split}.json"), "w") as f:
       json.dump(report, f, indent=1)
     if "confusion_matrix" in report["all"]:
       plots.confusion_matrix(report["all"]["confusion_matrix"], class_names,
@@ -69,9 +70,11 @@ def _define_flags():
 
 def _run_flag(model_dir: str, name: str):
   path = os.path.join(model_dir, "flags.txt")
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     return None
-  for line in open(path):
+  with tf.io.gfile.GFile(path) as f:
+    lines = f.read().splitlines()
+  for line in lines:
     if line.startswith(f"--{name}="):
       return line.strip().split("=", 1)[1]
   return None
@@ -81,7 +84,7 @@ def main(argv):
   del argv
   f = flags.FLAGS
   model_path = os.path.join(f.model_dir, "model.keras")
-  if not os.path.exists(model_path):
+  if not tf.io.gfile.exists(model_path):
     raise app.UsageError(f"{model_path} not found; train first with python -m ctdist.train")
   model = keras.saving.load_model(model_path, safe_mode=True)
   dataset = f.dataset or _run_flag(f.model_dir, "dataset") or "tfds_ctscan/kaggle"

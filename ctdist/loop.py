@@ -313,12 +313,16 @@ class Trainer:
 
 def _load_history(model_dir: str) -> list[dict]:
   path = os.path.join(model_dir, "history.json")
-  return json.load(open(path)) if os.path.exists(path) else []
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 def _save_history(model_dir: str, history: list[dict]) -> None:
+  """Writes history.json atomically (local paths, gs://...)."""
   path = os.path.join(model_dir, "history.json")
   tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+  with tf.io.gfile.GFile(tmp, "w") as f:
     json.dump(history, f, indent=1)
-  os.replace(tmp, path)
+  tf.io.gfile.rename(tmp, path, overwrite=True)

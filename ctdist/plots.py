@@ -5,6 +5,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+import tensorflow as tf
+
+
+def _save(fig, path: str) -> None:
+  with tf.io.gfile.GFile(path, "wb") as f:  # local paths and gs://
+    fig.savefig(f, format="png", dpi=100)
+  plt.close(fig)
 
 
 def training_curves(history: list[dict], path: str) -> None:
@@ -24,8 +31,7 @@ def training_curves(history: list[dict], path: str) -> None:
     ax.set_title(key)
     ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def confusion_matrix(matrix, class_names: list[str], path: str, title: str) -> None:
@@ -42,5 +48,4 @@ def confusion_matrix(matrix, class_names: list[str], path: str, title: str) -> N
   ax.set_ylabel("true")
   ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)

@@ -74,6 +74,25 @@ def weights_checksum(model: keras.Model) -> str:
   return h.hexdigest()[:16]
 
 
+def _inputs(strategy, b, opts: TrainOptions):
+  """Distributed train and validation datasets, and the number of input pipelines."""
+  def make_train_ds(bs, _, n, i):
+    count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
+    logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
+                 strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
+    return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i)
+
+  train_ds = data_lib.distribute(strategy, make_train_ds, opts.batch_size)
+  pipelines = []  # distribute() calls the function at once, on every worker
+
+  def make_val_ds(bs, r, n, i):
+    pipelines.append(n)
+    return data_lib.eval_dataset(b, "valid", opts.image_size, bs, r, n, i)
+
+  val_ds = data_lib.distribute(strategy, make_val_ds, opts.batch_size)
+  return train_ds, val_ds, pipelines[0]
+
+
 def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
         flagfile: str | None = None) -> dict:
   """Trains, saves and evaluates; returns the metrics written to metrics.json.
@@ -99,19 +118,18 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
   if steps_per_epoch == 0:
     raise ValueError(f"global batch {opts.batch_size} is larger than the "
                      f"{train_info.num_examples} training examples")
-  num_workers = strategy.extended._num_workers if hasattr(  # pylint: disable=protected-access
-      strategy.extended, "_num_workers") else 1
-  val_steps = data_lib.eval_steps(val_info.num_examples,
-                                  opts.batch_size // num_workers, num_workers)
   class_weights = None
   if opts.class_weight == "balanced":
     class_weights = balanced_weights(data_lib.class_counts(b, "train"))
   elif opts.class_weight != "none":
     raise ValueError(f"--class_weight={opts.class_weight!r}; expected balanced or none")
+  train_ds, val_ds, num_workers = _inputs(strategy, b, opts)
+  val_steps = data_lib.eval_steps(val_info.num_examples,
+                                  opts.batch_size // num_workers, num_workers)
   if chief:
-    os.makedirs(opts.model_dir, exist_ok=True)
+    tf.io.gfile.makedirs(opts.model_dir)
     if flagfile:
-      with open(os.path.join(opts.model_dir, "flags.txt"), "w") as fh:
+      with tf.io.gfile.GFile(os.path.join(opts.model_dir, "flags.txt"), "w") as fh:
         fh.write(flagfile)
     logging.info(
         "strategy %s: %d replica(s), %d worker(s); precision %s; global batch %d "
@@ -119,16 +137,6 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
         type(strategy).__name__, replicas, num_workers, precision, opts.batch_size,
         per_replica, steps_per_epoch, val_steps, class_weights)
 
-  def make_train_ds(bs, _, n, i):
-    count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
-    logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
-                 strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
-    return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i)
-
-  train_ds = data_lib.distribute(strategy, make_train_ds, opts.batch_size)
-  val_ds = data_lib.distribute(
-      strategy, lambda bs, r, n, i: data_lib.eval_dataset(
-          b, "valid", opts.image_size, bs, r, n, i), opts.batch_size)
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights,
                                   opts.freeze_batchnorm)
@@ -168,7 +176,7 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
   report = evaluate_lib.evaluate(inference, b, opts.eval_split, out)
   result = {"run": run_info, "history_last": history[-1] if history else None,
             opts.eval_split: report}
-  with open(os.path.join(out, "metrics.json"), "w") as f:
+  with tf.io.gfile.GFile(os.path.join(out, "metrics.json"), "w") as f:
     json.dump(result, f, indent=1)
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
   logging.info("%s accuracy: %.3f (leak-free %.3f, %d leaked excluded); outputs in %s",
