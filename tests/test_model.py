@@ -68,3 +68,12 @@ def test_saved_model_keeps_class_names_and_loads_in_safe_mode(tmp_path):
   assert model_lib.class_names_of(loaded) == NAMES
   x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
   np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(m(x)), atol=1e-5)
+
+
+def test_imagenet_fetch_failure_names_the_alternatives(monkeypatch):
+  def offline(**kwargs):
+    raise OSError("URL fetch failure on https://storage.googleapis.com/...: no network")
+  monkeypatch.setattr(keras.applications, "ResNet50", offline)
+  with pytest.raises(model_lib.WeightsError) as err:
+    model_lib.build_model(32, NAMES, weights="imagenet")
+  assert "--weights=PATH" in str(err.value) and "--weights=none" in str(err.value)
