@@ -106,7 +106,8 @@ def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool):
     augmenter = augment.build_augmenter(augment.AugmentConfig(), seed=0)
   cfg = loop.LoopConfig(
       global_batch=opts.batch_size, steps_per_epoch=info.num_examples // opts.batch_size,
-      val_steps=1, finetune_layers=opts.finetune_layers, steps_per_loop=opts.steps_per_loop,
+      val_steps=1, schedule=loop.Schedule(finetune_layers=opts.finetune_layers),
+      steps_per_loop=opts.steps_per_loop,
       loss_scaling=precision == "mixed_float16", jit_compile=jit_compile)
   train_ds = data_lib.distribute(
       strategy, lambda bs, _, n, i: data_lib.train_dataset(

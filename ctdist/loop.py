@@ -24,18 +24,24 @@ PHASES = ("head", "finetune")
 
 
 @dataclasses.dataclass(frozen=True)
+class Schedule:
+  """Head, then fine-tune: epochs, learning rates, what unfreezes, when to stop."""
+  head_epochs: int = 10
+  head_lr: float = 1e-4
+  finetune_epochs: int = 10
+  finetune_lr: float = 1e-5
+  finetune_layers: int = 50
+  freeze_batchnorm: bool = True
+  patience: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class LoopConfig:
   """Everything the loop needs besides the model, data and strategy."""
   global_batch: int
   steps_per_epoch: int
   val_steps: int
-  head_epochs: int = 5
-  head_lr: float = 1e-4
-  finetune_epochs: int = 5
-  finetune_lr: float = 1e-5
-  finetune_layers: int = 50
-  freeze_batchnorm: bool = True
-  patience: int = 3
+  schedule: Schedule = Schedule()
   steps_per_loop: int = 1
   log_every_steps: int = 0
   class_weights: tuple[float, ...] | None = None
@@ -100,11 +106,11 @@ class Trainer:
     """Sets up phase `phase` (0 head, 1 fine-tune): trainable layers, a new optimizer,
     its checkpoint, and the compiled steps."""
     if phase == 1:
-      unfrozen = model_lib.unfreeze_top(self.model, self.cfg.finetune_layers,
-                                        self.cfg.freeze_batchnorm)
+      unfrozen = model_lib.unfreeze_top(self.model, self.cfg.schedule.finetune_layers,
+                                        self.cfg.schedule.freeze_batchnorm)
       logging.info("finetune: %d base layers with weights unfrozen (BatchNorm %s)",
-                   len(unfrozen), "frozen" if self.cfg.freeze_batchnorm else "trained")
-    lr = self.cfg.head_lr if phase == 0 else self.cfg.finetune_lr
+                   len(unfrozen), "frozen" if self.cfg.schedule.freeze_batchnorm else "trained")
+    lr = self.cfg.schedule.head_lr if phase == 0 else self.cfg.schedule.finetune_lr
     self.optimizer = self._make_optimizer(lr)
     self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                     state=self.state)
@@ -227,7 +233,7 @@ class Trainer:
     return self.history
 
   def _epochs(self, phase: int) -> int:
-    return self.cfg.head_epochs if phase == 0 else self.cfg.finetune_epochs
+    return self.cfg.schedule.head_epochs if phase == 0 else self.cfg.schedule.finetune_epochs
 
   def _run_phase(self, phase: int):
     name, epochs, cfg = PHASES[phase], self._epochs(phase), self.cfg
@@ -265,7 +271,7 @@ class Trainer:
         self.best.save()
       else:
         self.state.wait.assign_add(1)
-        if int(self.state.wait) >= cfg.patience:
+        if int(self.state.wait) >= cfg.schedule.patience:
           self.state.stopped.assign(True)
       self.state.epoch.assign_add(1)
       self.state.step.assign(0)
@@ -287,7 +293,7 @@ class Trainer:
         _save_history(self.model_dir, self.history)
       if bool(self.state.stopped):
         logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
-                     name, epoch + 1, cfg.patience)
+                     name, epoch + 1, cfg.schedule.patience)
 
   def _restore_best(self):
     if self.best.latest_checkpoint:

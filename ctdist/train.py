@@ -40,13 +40,7 @@ class TrainOptions:
   weights: str = "imagenet"
   image_size: int = 224
   batch_size: int = 32
-  head_epochs: int = 10
-  head_lr: float = 1e-4
-  finetune_epochs: int = 10
-  finetune_lr: float = 1e-5
-  finetune_layers: int = 50
-  freeze_batchnorm: bool = True
-  patience: int = 3
+  schedule: loop.Schedule = loop.Schedule()
   class_weight: str = "balanced"
   steps_per_loop: int = 1
   log_every_steps: int = 0
@@ -55,6 +49,15 @@ class TrainOptions:
   augmentation: augment.AugmentConfig = augment.AugmentConfig()
   eval_split: str = "test"
   export: bool = True
+
+
+_SCHEDULE_FIELDS = {f.name for f in dataclasses.fields(loop.Schedule)}
+
+
+def make_options(**values) -> TrainOptions:
+  """TrainOptions from flat values named like the flags (head_epochs=..., ...)."""
+  schedule = {k: values.pop(k) for k in list(values) if k in _SCHEDULE_FIELDS}
+  return TrainOptions(schedule=loop.Schedule(**schedule), **values)
 
 
 def balanced_weights(counts: np.ndarray) -> tuple[float, ...]:
@@ -139,15 +142,11 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
 
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights,
-                                  opts.freeze_batchnorm)
+                                  opts.schedule.freeze_batchnorm)
     augmenter = augment.build_augmenter(opts.augmentation, opts.seed)
   cfg = loop.LoopConfig(
       global_batch=opts.batch_size, steps_per_epoch=steps_per_epoch,
-      val_steps=val_steps, head_epochs=opts.head_epochs, head_lr=opts.head_lr,
-      finetune_epochs=opts.finetune_epochs, finetune_lr=opts.finetune_lr,
-      finetune_layers=opts.finetune_layers, freeze_batchnorm=opts.freeze_batchnorm,
-      patience=opts.patience,
-      steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
+      val_steps=val_steps, schedule=opts.schedule, steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
       class_weights=class_weights, loss_scaling=precision == "mixed_float16",
       checkpoint_every_steps=opts.checkpoint_every_steps)
   trainer = loop.Trainer(strategy, model, augmenter, cfg, train_ds, val_ds,
@@ -188,7 +187,7 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
 
 def _define_flags():
   d = TrainOptions(model_dir="")
-  a = d.augmentation
+  a, sch = d.augmentation, d.schedule
   flags.DEFINE_enum("strategy", d.strategy, strategy_lib.STRATEGIES,
                     "auto: TPU, else all GPUs, else one GPU, else CPU.")
   flags.DEFINE_string("tpu", d.tpu, "TPU address for --strategy=tpu: 'local' on a TPU VM.")
@@ -202,16 +201,16 @@ def _define_flags():
   flags.DEFINE_string("weights", d.weights, "imagenet, none (random init) or a local .h5 path.")
   flags.DEFINE_integer("image_size", d.image_size, "Input height and width in pixels.")
   flags.DEFINE_integer("batch_size", d.batch_size, "Global batch; divisible by the replicas.")
-  flags.DEFINE_integer("head_epochs", d.head_epochs, "Phase 1 epochs (base frozen).")
-  flags.DEFINE_float("head_lr", d.head_lr, "Phase 1 Adam learning rate.")
-  flags.DEFINE_integer("finetune_epochs", d.finetune_epochs, "Phase 2 epochs.")
-  flags.DEFINE_float("finetune_lr", d.finetune_lr, "Phase 2 Adam learning rate.")
-  flags.DEFINE_integer("finetune_layers", d.finetune_layers,
+  flags.DEFINE_integer("head_epochs", sch.head_epochs, "Phase 1 epochs (base frozen).")
+  flags.DEFINE_float("head_lr", sch.head_lr, "Phase 1 Adam learning rate.")
+  flags.DEFINE_integer("finetune_epochs", sch.finetune_epochs, "Phase 2 epochs.")
+  flags.DEFINE_float("finetune_lr", sch.finetune_lr, "Phase 2 Adam learning rate.")
+  flags.DEFINE_integer("finetune_layers", sch.finetune_layers,
                        "Top base layers unfrozen in phase 2 (-1: all); BatchNorm stays frozen.")
-  flags.DEFINE_bool("freeze_batchnorm", d.freeze_batchnorm,
+  flags.DEFINE_bool("freeze_batchnorm", sch.freeze_batchnorm,
                     "Keep BatchNorm frozen in inference mode; --nofreeze_batchnorm only "
                     "to train from scratch with --weights=none.")
-  flags.DEFINE_integer("patience", d.patience, "Early-stopping patience in epochs (val loss).")
+  flags.DEFINE_integer("patience", sch.patience, "Early-stopping patience in epochs (val loss).")
   flags.DEFINE_enum("class_weight", d.class_weight, ["balanced", "none"],
                     "Loss weights for the imbalanced classes.")
   flags.DEFINE_integer("steps_per_loop", d.steps_per_loop,
@@ -241,7 +240,7 @@ def options_from_flags(f) -> TrainOptions:
   aug = augment.AugmentConfig(f.augment_rotation, f.augment_zoom, f.augment_shift,
                               f.augment_brightness, f.augment_flip)
   values = {n: f[n].value for n in FLAG_NAMES if not n.startswith("augment_")}
-  return TrainOptions(augmentation=aug, **values)
+  return make_options(augmentation=aug, **values)
 
 
 def main(argv):

@@ -9,7 +9,7 @@ from ctdist import train
 @pytest.mark.slow
 def test_short_synthetic_training_beats_chance(tmp_path):
   # The `make demo` recipe (see Makefile DEMO_FLAGS): 64 px, from scratch, BatchNorm trained.
-  opts = train.TrainOptions(
+  opts = train.make_options(
       model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/synthetic",
       data_dir=str(tmp_path / "tfds"), weights="none", freeze_batchnorm=False,
       image_size=64, batch_size=32, head_epochs=0, finetune_layers=-1,

@@ -42,7 +42,7 @@ def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypa
     built = {}
     monkeypatch.setattr(model_lib, "build_model",
                         lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
-    opts = train.TrainOptions(
+    opts = train.make_options(
         model_dir=str(tmp_path / f"spl{steps_per_loop}"), dataset="tfds_ctscan/kaggle",
         data_dir=small_data_dir, weights="none", image_size=32, batch_size=4,
         head_epochs=2, finetune_epochs=0, steps_per_loop=steps_per_loop, export=False,
@@ -59,7 +59,7 @@ def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypa
 
 def test_partial_checkpoint_files_do_not_break_resume(tmp_path, small_data_dir, monkeypatch):
   from ctdist import loop
-  opts = train.TrainOptions(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
+  opts = train.make_options(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
                             data_dir=small_data_dir, weights="none", image_size=32,
                             batch_size=4, head_epochs=1, finetune_epochs=1, export=False)
   real_save = loop._save_history

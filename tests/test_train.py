@@ -21,7 +21,7 @@ FAST = dict(image_size=32, batch_size=4, head_epochs=1, finetune_epochs=1,
 
 
 def _opts(tmp_path, small_data_dir, **kw):
-  return train.TrainOptions(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
+  return train.make_options(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
                             data_dir=small_data_dir, **{**FAST, **kw})
 
 
