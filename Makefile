@@ -8,7 +8,7 @@ DEMO_FLAGS ?= --dataset=tfds_ctscan/synthetic --data_dir=$(DATA_DIR) --model_dir
   --weights=none --nofreeze_batchnorm --image_size=64 --batch_size=32 \
   --head_epochs=0 --finetune_layers=-1 --finetune_lr=1e-3 --finetune_epochs=10 \
   --augment_rotation=0 --augment_zoom=0 --augment_shift=0 --augment_brightness=0 \
-  --patience=3 --log_every_steps=10
+  --patience=10 --log_every_steps=10
 
 .PHONY: demo test install clean
 

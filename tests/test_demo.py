@@ -13,7 +13,7 @@ def test_short_synthetic_training_beats_chance(tmp_path):
       model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/synthetic",
       data_dir=str(tmp_path / "tfds"), weights="none", freeze_batchnorm=False,
       image_size=64, batch_size=32, head_epochs=0, finetune_layers=-1,
-      finetune_lr=1e-3, finetune_epochs=10, patience=3, export=False,
+      finetune_lr=1e-3, finetune_epochs=10, patience=10, export=False,
       augmentation=train.augment.AugmentConfig(0, 0, 0, 0, True))
   result = train.run(opts, strategy_lib.make_strategy("cpu"))
   test = result["test"]
