@@ -9,7 +9,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 
 from absl import app
 from absl import flags

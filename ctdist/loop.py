@@ -7,7 +7,6 @@ two-worker MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -240,7 +239,6 @@ class Trainer:
     while int(self.state.epoch) < epochs and not bool(self.state.stopped):
       epoch = int(self.state.epoch)
       start, done_steps = time.time(), int(self.state.step)
-      loss_sum = correct_sum = count = 0.0
       while int(self.state.step) < cfg.steps_per_epoch:
         chunk = min(cfg.steps_per_loop, cfg.steps_per_epoch - int(self.state.step))
         if cfg.log_every_steps:

@@ -1,6 +1,5 @@
 """The strategy factory's choices and errors, and the precision policy."""
 
-import json
 
 import pytest
 import tensorflow as tf

@@ -1,14 +1,12 @@
 """The trainer end to end on small data: strategies, precisions, resume, outputs."""
 
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctdist import augment
 from ctdist import loop
 from ctdist import metrics
 from ctdist import model as model_lib
