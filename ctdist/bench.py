@@ -4,6 +4,9 @@ Run: python -m ctdist.bench input|step|precision|xla|scaling [--json=PATH] [flag
 Each prints a table and the machine it ran on; nothing here asserts a speed.
 """
 
+# First: sets TensorFlow's C++ log level before TensorFlow loads.
+from ctdist import console  # pylint: disable=g-bad-import-order
+
 import json
 import os
 import platform
@@ -35,6 +38,8 @@ def _define_flags():
   flags.DEFINE_integer("epochs", 3, "`input`: steady-state epochs timed after the first.")
   flags.DEFINE_integer("replicas", 2, "`scaling`: replicas (logical CPUs when there is no GPU).")
   flags.DEFINE_bool("jit_compile", False, "`step`/`precision`/`scaling`: XLA for the compute.")
+  flags.DEFINE_bool("deterministic", False, "`step`: TensorFlow op determinism, as "
+                    "ctdist.train --deterministic (run once with, once without).")
 
 
 def machine() -> dict:
@@ -57,6 +62,7 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in BENCHMARKS:
     raise app.UsageError(f"usage: python -m ctdist.bench {{{'|'.join(BENCHMARKS)}}} [flags]")
   f = flags.FLAGS
+  console.setup(f.verbosity)
   name = argv[1]
   if name == "scaling" and f.replicas > 1:
     from ctdist import bench_lib  # pylint: disable=g-import-not-at-top
@@ -69,7 +75,7 @@ def main(argv):
         precision=f.precision, phases=tuple(f.phases.split(",")),
         finetune_layers=f.finetune_layers, steps=f.steps, warmup=f.warmup,
         repeats=f.repeats, steps_per_loop=f.steps_per_loop, jit_compile=f.jit_compile,
-        tmp=tmp)
+        deterministic=f.deterministic, tmp=tmp)
     if name == "input":
       result = bench_lib.bench_input(opts, f.folder, f.epochs)
     elif name == "step":

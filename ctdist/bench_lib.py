@@ -33,6 +33,7 @@ class BenchOptions:
   repeats: int = 3
   steps_per_loop: int = 1
   jit_compile: bool = False
+  deterministic: bool = False
 
 
 def split_cpu(n: int) -> None:
@@ -161,12 +162,16 @@ def _config(opts: BenchOptions, strategy) -> dict:
   return {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
           "image_size": opts.image_size, "batch_size": opts.batch_size,
           "steps": opts.steps, "repeats": opts.repeats, "steps_per_loop": opts.steps_per_loop,
-          "finetune_layers": opts.finetune_layers, "weights": "none (same speed as imagenet)"}
+          "finetune_layers": opts.finetune_layers, "deterministic": opts.deterministic,
+          "weights": "none (same speed as imagenet)"}
 
 
 def bench_step(opts: BenchOptions) -> dict:
   """The real loop fed by the real pipeline against one constant in-memory batch."""
   strategy = strategy_lib.make_strategy(opts.strategy)
+  if opts.deterministic:  # as ctdist.train --deterministic; cannot be undone in-process
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()
   precision = strategy_lib.resolve_precision(opts.precision, strategy)
   return {"config": _config(opts, strategy),
           "results": _measure(opts, strategy, precision, opts.jit_compile)}

@@ -19,6 +19,10 @@ class DatasetNotBuiltError(FileNotFoundError):
   """The requested TFDS dataset has not been prepared in data_dir."""
 
 
+class BatchSizeError(ValueError):
+  """The global batch does not fit the replicas or the data."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SplitInfo:
   """What the trainer needs to know about one split."""
@@ -122,7 +126,7 @@ def eval_dataset(b, split: str, image_size: int, batch_size: int,
 def check_batch(global_batch: int, replicas: int) -> int:
   """Returns the per-replica batch; raises if the global batch does not divide."""
   if global_batch <= 0 or global_batch % replicas:
-    raise ValueError(
+    raise BatchSizeError(
         f"global batch {global_batch} is not divisible by {replicas} replicas; "
         f"use a multiple of {replicas}, e.g. --batch_size="
         f"{max(replicas, global_batch // replicas * replicas)}")

@@ -3,6 +3,9 @@
 Run: python -m ctdist.evaluate --model_dir=runs/demo [--split=test]
 """
 
+# First: sets TensorFlow's C++ log level before TensorFlow loads.
+from ctdist import console  # pylint: disable=g-bad-import-order
+
 import json
 import os
 
@@ -17,6 +20,10 @@ from ctdist import data as data_lib
 from ctdist import metrics
 from ctdist import model as model_lib
 from ctdist import plots
+
+
+class ClassMismatchError(ValueError):
+  """The model was trained on other classes than the dataset has."""
 
 
 def predict_split(model: keras.Model, b, split: str, batch_size: int = 32):
@@ -44,7 +51,9 @@ def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
   class_names = model_lib.class_names_of(model)
   ds_names = list(b.info.features["label"].names)
   if class_names != ds_names:
-    raise ValueError(f"model classes {class_names} differ from dataset classes {ds_names}")
+    raise ClassMismatchError(
+        f"model classes {class_names} differ from dataset classes {ds_names}; evaluate "
+        "with the dataset the model was trained on (--dataset)")
   labels, probs, leaked = predict_split(model, b, split, batch_size)
   report = metrics.with_leak_free(labels, probs, leaked, class_names)
   report["split"] = split
@@ -83,14 +92,18 @@ def _run_flag(model_dir: str, name: str):
 def main(argv):
   del argv
   f = flags.FLAGS
+  console.setup(f.verbosity)
   model_path = os.path.join(f.model_dir, "model.keras")
   if not tf.io.gfile.exists(model_path):
     raise app.UsageError(f"{model_path} not found; train first with python -m ctdist.train")
   model = keras.saving.load_model(model_path, safe_mode=True)
   dataset = f.dataset or _run_flag(f.model_dir, "dataset") or "tfds_ctscan/kaggle"
   data_dir = f.data_dir or _run_flag(f.model_dir, "data_dir")
-  b = data_lib.builder(dataset, data_dir)
-  report = evaluate(model, b, f.split, f.model_dir, f.batch_size)
+  try:
+    b = data_lib.builder(dataset, data_dir)
+    report = evaluate(model, b, f.split, f.model_dir, f.batch_size)
+  except (data_lib.DatasetNotBuiltError, ClassMismatchError) as e:
+    console.fail(e)
   print(f"{dataset} {f.split}: {report['num_leaked']} leaked example(s) excluded "
         "from the leak-free column")
   print(metrics.render(report, model_lib.class_names_of(model)))

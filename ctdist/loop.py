@@ -20,6 +20,7 @@ import tensorflow as tf
 from ctdist import model as model_lib
 
 PHASES = ("head", "finetune")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,22 @@ class Schedule:
   finetune_layers: int = 50
   freeze_batchnorm: bool = True
   patience: int = 3
+  # Both phases: linear warm-up from 0 over `warmup_epochs`, then `lr_schedule`
+  # ("constant": the phase's rate; "cosine": down to 0 at the phase's last step).
+  warmup_epochs: float = 0.0
+  lr_schedule: str = "constant"
+  weight_decay: float = 0.0  # decoupled (AdamW); biases and BatchNorm are not decayed
+  label_smoothing: float = 0.0
+  clip_norm: float = 0.0  # global gradient-norm clipping; 0: off
+
+  def __post_init__(self):
+    if self.lr_schedule not in LR_SCHEDULES:
+      raise ValueError(f"lr_schedule={self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
+    for name in ("warmup_epochs", "weight_decay", "label_smoothing", "clip_norm"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+    if self.label_smoothing >= 1:
+      raise ValueError(f"label_smoothing={self.label_smoothing} must be below 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +64,29 @@ class LoopConfig:
   loss_scaling: bool = False
   checkpoint_every_steps: int = 0
   jit_compile: bool = False  # XLA for the per-replica compute (one-device strategies)
+
+
+def learning_rate(peak: float, total_steps: int, warmup_steps: int, kind: str):
+  """The learning rate of one phase: a float, or a Keras schedule over the
+  optimizer's step (which restarts at 0 with each phase's new optimizer).
+
+  Args:
+    peak: the phase's learning rate, reached after the warm-up.
+    total_steps: the phase's steps (epochs x steps per epoch).
+    warmup_steps: linear warm-up from 0 over this many steps (0: none).
+    kind: one of LR_SCHEDULES.
+  """
+  if kind not in LR_SCHEDULES:
+    raise ValueError(f"lr_schedule={kind!r}; expected one of {LR_SCHEDULES}")
+  warmup_steps = min(warmup_steps, total_steps)
+  if kind == "constant" and warmup_steps == 0:
+    return peak
+  # alpha is the final fraction of the peak: 1.0 holds it (constant), 0.0 decays to 0.
+  return keras.optimizers.schedules.CosineDecay(
+      initial_learning_rate=0.0 if warmup_steps else peak,
+      decay_steps=max(1, total_steps - warmup_steps),
+      alpha=1.0 if kind == "constant" else 0.0,
+      warmup_target=peak if warmup_steps else None, warmup_steps=warmup_steps)
 
 
 def write_dir(model_dir: str, chief: bool, worker: str) -> str:
@@ -93,9 +133,18 @@ class Trainer:
                    if chief else tf.summary.create_noop_writer())
 
   # ---- optimizer and checkpoint, per phase -------------------------------------------
-  def _make_optimizer(self, lr: float):
+  def _make_optimizer(self, phase: int):
+    sch, spe = self.cfg.schedule, self.cfg.steps_per_epoch
+    lr = learning_rate(sch.head_lr if phase == 0 else sch.finetune_lr,
+                       self._epochs(phase) * spe, round(sch.warmup_epochs * spe),
+                       sch.lr_schedule)
+    clip = dict(global_clipnorm=sch.clip_norm) if sch.clip_norm else {}
     with self.strategy.scope():
-      opt = keras.optimizers.Adam(lr)
+      if sch.weight_decay:
+        opt = keras.optimizers.AdamW(lr, weight_decay=sch.weight_decay, **clip)
+        opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+      else:
+        opt = keras.optimizers.Adam(lr, **clip)
       if self.cfg.loss_scaling:
         opt = keras.optimizers.LossScaleOptimizer(opt)
       opt.build(self.model.trainable_variables)
@@ -109,8 +158,7 @@ class Trainer:
                                         self.cfg.schedule.freeze_batchnorm)
       logging.info("finetune: %d base layers with weights unfrozen (BatchNorm %s)",
                    len(unfrozen), "frozen" if self.cfg.schedule.freeze_batchnorm else "trained")
-    lr = self.cfg.schedule.head_lr if phase == 0 else self.cfg.schedule.finetune_lr
-    self.optimizer = self._make_optimizer(lr)
+    self.optimizer = self._make_optimizer(phase)
     self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                     state=self.state)
     self.manager = tf.train.CheckpointManager(
@@ -133,12 +181,15 @@ class Trainer:
   def _make_train_fn(self):
     model, opt, aug, cw = self.model, self.optimizer, self.augmenter, self.class_weights
     global_batch, sums = self.cfg.global_batch, self.sums
+    smoothing = self.cfg.schedule.label_smoothing
+    num_classes = int(cw.shape[0])
 
     def compute(images, labels):
       with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        per_example = keras.losses.sparse_categorical_crossentropy(
-            labels, tf.cast(probs, tf.float32)) * tf.gather(cw, labels)
+        per_example = keras.losses.categorical_crossentropy(
+            tf.one_hot(labels, num_classes), tf.cast(probs, tf.float32),
+            label_smoothing=smoothing) * tf.gather(cw, labels)
         loss = tf.reduce_sum(per_example) / global_batch
         scaled = opt.scale_loss(loss)
       grads = tape.gradient(scaled, model.trainable_variables)

@@ -1,11 +1,14 @@
 """The ResNet50 transfer model, its preprocessing, and the two training phases."""
 
 import os
+import re
 
 import keras
 from keras import layers
 
 BASE_NAME = "resnet50"
+# The last BatchNorm of each bottleneck's residual branch in Keras' ResNet50.
+_BRANCH_END = re.compile(r"conv\d_block\d+_3_bn")
 OUTPUT_NAME = "probabilities"
 # Keras' ResNet50 uses 0.99; with a few hundred steps from scratch the moving
 # statistics then lag the weights and inference collapses to one class.
@@ -38,6 +41,51 @@ class LabeledSoftmax(layers.Activation):
     return {**config, "class_names": self.class_names}
 
 
+@keras.saving.register_keras_serializable(package="ctdist")
+class SlicedMaxPool(layers.Layer):
+  """Max pooling ("valid" padding) as the maximum of k x k strided slices.
+
+  The same outputs as MaxPooling2D, but its gradient is made of slices and
+  element-wise selects: TensorFlow's XLA bridge refuses MaxPool's own gradient
+  under op determinism ("MaxPool gradient ops do not yet have a deterministic
+  XLA implementation"), so ResNet50's one max pool is swapped for this to allow
+  `--deterministic` with `--jit_compile` (and so on a TPU or GPU with XLA).
+  """
+
+  def __init__(self, pool_size: int = 3, strides: int = 2, **kwargs):
+    super().__init__(**kwargs)
+    self.pool_size, self.strides = int(pool_size), int(strides)
+
+  def call(self, inputs):
+    k, s = self.pool_size, self.strides
+    out_h = (inputs.shape[1] - k) // s + 1
+    out_w = (inputs.shape[2] - k) // s + 1
+    parts = [inputs[:, i:i + s * (out_h - 1) + 1:s, j:j + s * (out_w - 1) + 1:s, :]
+             for i in range(k) for j in range(k)]
+    return keras.ops.max(keras.ops.stack(parts, axis=0), axis=0)
+
+  def compute_output_shape(self, input_shape):
+    k, s = self.pool_size, self.strides
+    size = lambda n: None if n is None else (n - k) // s + 1
+    return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
+
+  def get_config(self):
+    return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+def _sliced_pools(base: keras.Model) -> keras.Model:
+  """`base` with every square, unpadded MaxPooling2D replaced by SlicedMaxPool,
+  weights copied."""
+  def clone(layer):
+    if (isinstance(layer, layers.MaxPooling2D) and layer.padding == "valid"
+        and len(set(layer.pool_size)) == 1 and len(set(layer.strides)) == 1):
+      return SlicedMaxPool(layer.pool_size[0], layer.strides[0], name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+  clone_ = keras.models.clone_model(base, clone_function=clone)
+  clone_.set_weights(base.get_weights())
+  return clone_
+
+
 class WeightsError(ValueError):
   """The requested base weights cannot be loaded."""
 
@@ -48,7 +96,7 @@ def _base(image_size: int, weights: str) -> keras.Model:
         f"--weights={weights!r}: no such file; expected 'imagenet', 'none' or "
         "the path of a local ResNet50 notop .h5 file")
   try:
-    return keras.applications.ResNet50(
+    base = keras.applications.ResNet50(
         include_top=False, input_shape=(image_size, image_size, 3),
         weights=None if weights == "none" else weights)
   except Exception as e:  # pylint: disable=broad-except
@@ -57,6 +105,24 @@ def _base(image_size: int, weights: str) -> keras.Model:
         "Without network access, download resnet50_weights_tf_dim_ordering_tf_"
         "kernels_notop.h5 elsewhere and pass --weights=PATH, or train from "
         "scratch on purpose with --weights=none") from e
+  return _sliced_pools(base)
+
+
+def zero_residual_branches(base: keras.Model) -> list[str]:
+  """Sets the scale (gamma) of each residual branch's last BatchNorm to 0, so
+  that a randomly initialised ResNet starts as the identity through every block
+  (Goyal et al. 2017, "Accurate, large minibatch SGD", section 5.1): its
+  activations no longer grow block by block and the first steps stay stable.
+
+  Returns:
+    The names of the BatchNorm layers zeroed (conv2_block1_3_bn, ...).
+  """
+  zeroed = []
+  for layer in base.layers:
+    if isinstance(layer, layers.BatchNormalization) and _BRANCH_END.fullmatch(layer.name):
+      layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+      zeroed.append(layer.name)
+  return zeroed
 
 
 def build_model(image_size: int, class_names, weights: str = "imagenet",
@@ -83,6 +149,8 @@ def build_model(image_size: int, class_names, weights: str = "imagenet",
   base = _base(image_size, weights)
   base.name = BASE_NAME
   base.trainable = False
+  if weights == "none":
+    zero_residual_branches(base)
   if not freeze_batchnorm:
     for layer in base.layers:
       if isinstance(layer, layers.BatchNormalization):
@@ -95,7 +163,9 @@ def build_model(image_size: int, class_names, weights: str = "imagenet",
   x = layers.Dropout(0.4, name="drop1")(x)
   x = layers.Dense(128, activation="relu", name="fc2")(x)
   x = layers.Dropout(0.3, name="drop2")(x)
-  x = layers.Dense(len(class_names), name="logits")(x)
+  # Zero logits: every class starts at 1/k (loss ln k). With Glorot's default a
+  # random base's features (std ~3) gave confident wrong answers, loss 4.8 at step 0.
+  x = layers.Dense(len(class_names), kernel_initializer="zeros", name="logits")(x)
   outputs = LabeledSoftmax(class_names, name=OUTPUT_NAME)(x)
   return keras.Model(inputs, outputs, name="ctdist_resnet50")
 

@@ -3,6 +3,9 @@
 Run: python -m ctdist.predict --model=runs/demo/model.keras IMAGE [IMAGE ...] [--json]
 """
 
+# First: sets TensorFlow's C++ log level before TensorFlow loads.
+from ctdist import console  # pylint: disable=g-bad-import-order
+
 import json
 import sys
 
@@ -45,14 +48,17 @@ def predict_files(model: keras.Model, paths: list[str]) -> list[dict]:
 
 
 def render(results: list[dict], class_names: list[str]) -> str:
-  short = [n[:12] for n in class_names]
-  lines = [f"{'file':40s} {'prediction':24s}" + "".join(f"{s:>13s}" for s in short)]
+  """A table with whole file and class names: one row per file, one column per class."""
+  file_w = max([len("file")] + [len(r["file"]) for r in results])
+  label_w = max(len("prediction"), *(len(n) for n in class_names))
+  lines = [f"{'file':{file_w}s}  {'prediction':{label_w}s}"
+           + "".join(f"  {n:>{max(len(n), 5)}s}" for n in class_names)]
   for r in results:
     if "error" in r:
-      lines.append(f"{r['file'][-40:]:40s} ERROR: {r['error']}")
+      lines.append(f"{r['file']:{file_w}s}  ERROR: {r['error']}")
     else:
-      lines.append(f"{r['file'][-40:]:40s} {r['label']:24s}" + "".join(
-          f"{r['probabilities'][n]:13.3f}" for n in class_names))
+      lines.append(f"{r['file']:{file_w}s}  {r['label']:{label_w}s}" + "".join(
+          f"  {r['probabilities'][n]:{max(len(n), 5)}.3f}" for n in class_names))
   return "\n".join(lines)
 
 
@@ -62,9 +68,14 @@ def _define_flags():
 
 
 def main(argv):
+  console.setup(flags.FLAGS.verbosity)
   paths = argv[1:]
   if not paths:
     raise app.UsageError("give one or more image files")
+  if not tf.io.gfile.exists(flags.FLAGS.model):
+    console.fail(FileNotFoundError(
+        f"--model={flags.FLAGS.model}: no such file; pass the model.keras written by "
+        "ctdist.train, e.g. runs/demo/model/model.keras"))
   model = load(flags.FLAGS.model)
   results = predict_files(model, paths)
   if flags.FLAGS.json:

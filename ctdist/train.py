@@ -4,6 +4,9 @@ Run: python -m ctdist.train --strategy=mirrored --model_dir=runs/kaggle
      (python -m ctdist.train --helpfull lists every flag)
 """
 
+# First: sets TensorFlow's C++ log level before TensorFlow loads.
+from ctdist import console  # pylint: disable=g-bad-import-order
+
 import dataclasses
 import hashlib
 import json
@@ -25,6 +28,8 @@ from ctdist import loop
 from ctdist import model as model_lib
 from ctdist import plots
 from ctdist import strategy as strategy_lib
+from tfds_ctscan import layout
+from tfds_ctscan import scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +51,8 @@ class TrainOptions:
   log_every_steps: int = 0
   checkpoint_every_steps: int = 0
   seed: int = 42
+  deterministic: bool = False
+  jit_compile: bool = False
   augmentation: augment.AugmentConfig = augment.AugmentConfig()
   eval_split: str = "test"
   export: bool = True
@@ -107,7 +114,10 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
   """
   # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
   strategy = strategy or strategy_lib.make_strategy(opts.strategy, opts.tpu)
-  keras.utils.set_random_seed(opts.seed)
+  keras.utils.set_random_seed(opts.seed)  # Python, NumPy, TensorFlow and Keras seeds
+  if opts.deterministic:
+    # Fixed seeds alone do not repeat a run: multi-threaded kernels sum in any order.
+    tf.config.experimental.enable_op_determinism()
   precision = strategy_lib.resolve_precision(opts.precision, strategy)
   strategy_lib.set_precision(precision)
   chief = strategy_lib.is_chief(strategy)
@@ -119,8 +129,10 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
   val_info = data_lib.split_info(b, "valid")
   steps_per_epoch = train_info.num_examples // opts.batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"global batch {opts.batch_size} is larger than the "
-                     f"{train_info.num_examples} training examples")
+    raise data_lib.BatchSizeError(
+        f"global batch {opts.batch_size} is larger than the {train_info.num_examples} "
+        f"training examples of {opts.dataset}; use --batch_size={train_info.num_examples} "
+        "or less")
   class_weights = None
   if opts.class_weight == "balanced":
     class_weights = balanced_weights(data_lib.class_counts(b, "train"))
@@ -138,7 +150,8 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
         "strategy %s: %d replica(s), %d worker(s); precision %s; global batch %d "
         "(%d per replica); %d steps per epoch, %d validation steps; class weights %s",
         type(strategy).__name__, replicas, num_workers, precision, opts.batch_size,
-        per_replica, steps_per_epoch, val_steps, class_weights)
+        per_replica, steps_per_epoch, val_steps,
+        class_weights and "(" + ", ".join(f"{w:.3f}" for w in class_weights) + ")")
 
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights,
@@ -148,7 +161,7 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
       global_batch=opts.batch_size, steps_per_epoch=steps_per_epoch,
       val_steps=val_steps, schedule=opts.schedule, steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
       class_weights=class_weights, loss_scaling=precision == "mixed_float16",
-      checkpoint_every_steps=opts.checkpoint_every_steps)
+      checkpoint_every_steps=opts.checkpoint_every_steps, jit_compile=opts.jit_compile)
   trainer = loop.Trainer(strategy, model, augmenter, cfg, train_ds, val_ds,
                          opts.model_dir, chief, strategy_lib.worker_id(strategy))
   history = trainer.run()
@@ -210,6 +223,14 @@ def _define_flags():
   flags.DEFINE_bool("freeze_batchnorm", sch.freeze_batchnorm,
                     "Keep BatchNorm frozen in inference mode; --nofreeze_batchnorm only "
                     "to train from scratch with --weights=none.")
+  flags.DEFINE_float("warmup_epochs", sch.warmup_epochs,
+                     "Both phases: linear learning-rate warm-up from 0 over this many epochs.")
+  flags.DEFINE_enum("lr_schedule", sch.lr_schedule, loop.LR_SCHEDULES,
+                    "Both phases, after the warm-up: constant, or cosine decay to 0.")
+  flags.DEFINE_float("weight_decay", sch.weight_decay,
+                     "Decoupled weight decay (AdamW) if > 0; not on biases and BatchNorm.")
+  flags.DEFINE_float("label_smoothing", sch.label_smoothing, "Label smoothing of the loss.")
+  flags.DEFINE_float("clip_norm", sch.clip_norm, "Clip gradients to this global norm (0: off).")
   flags.DEFINE_integer("patience", sch.patience, "Early-stopping patience in epochs (val loss).")
   flags.DEFINE_enum("class_weight", d.class_weight, ["balanced", "none"],
                     "Loss weights for the imbalanced classes.")
@@ -219,6 +240,11 @@ def _define_flags():
   flags.DEFINE_integer("checkpoint_every_steps", d.checkpoint_every_steps,
                        "Also checkpoint every N steps inside an epoch (0: per epoch only).")
   flags.DEFINE_integer("seed", d.seed, "Seed for weights, shuffling and augmentation.")
+  flags.DEFINE_bool("deterministic", d.deterministic,
+                    "TensorFlow op determinism: the same flags on the same machine repeat "
+                    "a run exactly (slower; see README).")
+  flags.DEFINE_bool("jit_compile", d.jit_compile,
+                    "XLA-compile the forward and backward pass (augmentation stays outside).")
   flags.DEFINE_float("augment_rotation", a.rotation_deg, "Max rotation in degrees (0: off).")
   flags.DEFINE_float("augment_zoom", a.zoom, "Max zoom fraction (0: off).")
   flags.DEFINE_float("augment_shift", a.shift, "Max shift fraction (0: off).")
@@ -228,11 +254,17 @@ def _define_flags():
   flags.DEFINE_bool("export", d.export, "Also export a SavedModel for serving.")
 
 
+# A user's mistakes: one message and exit status 2, no traceback.
+USER_ERRORS = (data_lib.DatasetNotBuiltError, data_lib.BatchSizeError, model_lib.WeightsError,
+               strategy_lib.StrategyError, layout.LayoutError, scan.UnreadableImagesError)
+
+
 FLAG_NAMES = ("strategy", "tpu", "precision", "dataset", "data_dir", "manual_dir",
               "model_dir", "weights", "image_size", "batch_size", "head_epochs", "head_lr",
               "finetune_epochs", "finetune_lr", "finetune_layers", "freeze_batchnorm", "patience",
+              "warmup_epochs", "lr_schedule", "weight_decay", "label_smoothing", "clip_norm",
               "class_weight", "steps_per_loop", "log_every_steps",
-              "checkpoint_every_steps", "seed", "augment_rotation", "augment_zoom",
+              "checkpoint_every_steps", "seed", "deterministic", "jit_compile", "augment_rotation", "augment_zoom",
               "augment_shift", "augment_brightness", "augment_flip", "eval_split", "export")
 
 
@@ -246,8 +278,12 @@ def options_from_flags(f) -> TrainOptions:
 def main(argv):
   del argv
   f = flags.FLAGS
+  console.setup(f.verbosity)
   flagfile = "".join(f[n].serialize() + "\n" for n in FLAG_NAMES if f[n].value is not None)
-  run(options_from_flags(f), flagfile=flagfile)
+  try:
+    run(options_from_flags(f), flagfile=flagfile)
+  except USER_ERRORS as e:
+    console.fail(e)
 
 
 if __name__ == "__main__":

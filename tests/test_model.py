@@ -77,3 +77,39 @@ def test_imagenet_fetch_failure_names_the_alternatives(monkeypatch):
   with pytest.raises(model_lib.WeightsError) as err:
     model_lib.build_model(32, NAMES, weights="imagenet")
   assert "--weights=PATH" in str(err.value) and "--weights=none" in str(err.value)
+
+
+def test_sliced_max_pool_equals_max_pooling_2d():
+  x = np.random.default_rng(1).normal(size=(2, 11, 9, 3)).astype("float32")
+  x[0, 4, 4, 0] = x[0, 4, 5, 0] = 9.0  # a tie inside one window
+  expected = keras.layers.MaxPooling2D(3, strides=2)(x)
+  got = model_lib.SlicedMaxPool(3, 2)(x)
+  assert got.shape == (2, 5, 4, 3)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
+def test_resnet_base_has_no_max_pooling_and_keeps_its_weights(tmp_path):
+  m = model_lib.build_model(32, NAMES, weights="none")
+  base = m.get_layer(model_lib.BASE_NAME)
+  kinds = {type(l).__name__ for l in base.layers}
+  assert "MaxPooling2D" not in kinds and "SlicedMaxPool" in kinds
+  # a local .h5 (like the ImageNet file) survives the swap: save a base's weights, reload
+  ref = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+  ref.save_weights(str(tmp_path / "w.weights.h5"))
+  src = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+  src.load_weights(str(tmp_path / "w.weights.h5"))
+  swapped = model_lib._sliced_pools(src)  # pylint: disable=protected-access
+  x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+  np.testing.assert_array_equal(np.asarray(swapped(x)), np.asarray(ref(x)))
+
+
+def test_from_scratch_starts_at_uniform_predictions():
+  m = model_lib.build_model(32, NAMES, weights="none", freeze_batchnorm=False)
+  base = m.get_layer(model_lib.BASE_NAME)
+  # 3 + 4 + 6 + 3 bottleneck blocks in ResNet50, each ending in a zeroed BatchNorm
+  zeroed = [l.name for l in base.layers if l.name.endswith("_3_bn")
+            and not np.any(np.asarray(l.gamma))]
+  assert len(zeroed) == 16
+  assert not np.any(np.asarray(base.get_layer("conv2_block1_0_bn").gamma) == 0)  # shortcut
+  x = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+  np.testing.assert_allclose(np.asarray(m(x, training=True)), 0.25, atol=1e-6)

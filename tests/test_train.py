@@ -59,8 +59,8 @@ def test_mixed_precision_paths_train(tmp_path, small_data_dir, precision, monkey
   seen = {}
   real = loop.Trainer._make_optimizer
 
-  def spy(self, lr):
-    opt = real(self, lr)
+  def spy(self, phase):
+    opt = real(self, phase)
     seen["opt"] = opt
     return opt
   monkeypatch.setattr(loop.Trainer, "_make_optimizer", spy)

@@ -94,3 +94,10 @@ def read(path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str]:
   """Reads and decodes one image file; see `decode`."""
   with open(path, "rb") as f:
     return decode(f.read(), str(path), max_pixels)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+  """H x W x 3 uint8 -> PNG bytes (lossless; fast zlib level: size matters less)."""
+  buf = io.BytesIO()
+  Image.fromarray(pixels, "RGB").save(buf, "PNG", compress_level=1)
+  return buf.getvalue()

@@ -106,25 +106,27 @@ def slice_image(label: str, rng: np.random.Generator, height: int, width: int
     _paint_disc(img, lung_mask, ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t),
                 vr, 105)
   ly, lx, lry, lrx, side = lungs[rng.integers(2)]
+  # Sizes are fractions of the slice: every finding spans at least ~5 pixels at the
+  # 32 px demo resolution (a 0.08 radius is 2.6 px there), where vessels blur away.
   if label == "adenocarcinoma":
-    r, t = rng.uniform(0.55, 0.8), rng.uniform(0, 2 * np.pi)
+    r, t = rng.uniform(0.45, 0.7), rng.uniform(0, 2 * np.pi)
     ny, nx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
-    nr = rng.uniform(0.045, 0.065) * scale
-    _paint_disc(img, lung_mask, ny, nx, nr, 70)  # ground-glass halo
-    _paint_disc(img, lung_mask, ny, nx, nr, 140, inner=0.25)  # solid core
+    nr = rng.uniform(0.075, 0.095) * scale
+    _paint_disc(img, lung_mask, ny, nx, nr, 80)  # ground-glass halo
+    _paint_disc(img, lung_mask, ny, nx, nr, 175, inner=0.3)  # bright solid core
   elif label == "large_cell_carcinoma":
-    r, t = rng.uniform(0.35, 0.55), rng.uniform(0, 2 * np.pi)
+    r, t = rng.uniform(0.3, 0.5), rng.uniform(0, 2 * np.pi)
     my, mx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
     n_lobes, phase = int(rng.integers(3, 6)), rng.uniform(0, 6)
     lobes = lambda y, x: 1 + 0.15 * np.sin(n_lobes * np.arctan2(y - my, x - mx) + phase)
-    _paint_disc(img, lung_mask, my, mx, rng.uniform(0.09, 0.13) * scale, 138,
+    _paint_disc(img, lung_mask, my, mx, rng.uniform(0.12, 0.15) * scale, 138,
                 lobes=lobes)
   elif label == "squamous_cell_carcinoma":
     hy = ly + rng.uniform(-0.1, 0.15) * lry
-    hx = lx - side * lrx * rng.uniform(0.55, 0.75)  # medial edge: the hilum
-    mr = rng.uniform(0.075, 0.1) * scale
+    hx = lx - side * lrx * rng.uniform(0.45, 0.6)  # medial edge: the hilum
+    mr = rng.uniform(0.095, 0.115) * scale
     _paint_disc(img, None, hy, hx, mr, 135)
-    _paint_disc(img, None, hy + rng.normal(0, 0.1) * mr, hx, 0.45 * mr, 15)  # cavity
+    _paint_disc(img, None, hy + rng.normal(0, 0.08) * mr, hx, 0.5 * mr, 10)  # cavity
   img += rng.normal(0, 6, img.shape).astype(np.float32)
   return np.clip(img, 0, 255).astype(np.uint8)
 

@@ -1,0 +1,53 @@
+"""The learning-rate schedules and the schedule options, against hand-computed values."""
+
+import keras
+import pytest
+
+from ctdist import loop
+
+
+def _at(lr, step):
+  return float(keras.ops.convert_to_numpy(lr(step))) if callable(lr) else lr
+
+
+def test_plain_rate_without_warmup_is_the_seed_notebooks_constant():
+  assert loop.learning_rate(1e-4, 190, 0, "constant") == 1e-4
+
+
+@pytest.mark.parametrize("step,expected", [(0, 0.0), (5, 0.5e-3), (10, 1e-3), (60, 1e-3),
+                                           (100, 1e-3)])
+def test_constant_with_linear_warmup(step, expected):
+  lr = loop.learning_rate(1e-3, 100, 10, "constant")
+  assert _at(lr, step) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("step,expected", [(0, 0.0), (5, 1e-3), (10, 2e-3),
+                                           (60, 1e-3),  # half-way through the decay: cos = 0
+                                           (35, 2e-3 * (1 + 0.7071068) / 2),  # a quarter
+                                           (110, 0.0)])
+def test_cosine_after_warmup(step, expected):
+  lr = loop.learning_rate(2e-3, 110, 10, "cosine")
+  assert _at(lr, step) == pytest.approx(expected, abs=1e-8)
+
+
+def test_cosine_without_warmup_starts_at_the_peak():
+  lr = loop.learning_rate(1e-3, 100, 0, "cosine")
+  assert _at(lr, 0) == pytest.approx(1e-3)
+  assert _at(lr, 50) == pytest.approx(0.5e-3)
+
+
+def test_warmup_longer_than_the_phase_is_capped():
+  lr = loop.learning_rate(1e-3, 20, 50, "constant")
+  assert _at(lr, 10) == pytest.approx(0.5e-3)
+  assert _at(lr, 20) == pytest.approx(1e-3)
+
+
+def test_bad_schedule_options_name_the_value():
+  with pytest.raises(ValueError, match="'step'.*constant.*cosine"):
+    loop.learning_rate(1e-3, 10, 0, "step")
+  with pytest.raises(ValueError, match="'linear'"):
+    loop.Schedule(lr_schedule="linear")
+  with pytest.raises(ValueError, match="label_smoothing=1.0"):
+    loop.Schedule(label_smoothing=1.0)
+  with pytest.raises(ValueError, match="weight_decay=-0.1"):
+    loop.Schedule(weight_decay=-0.1)
