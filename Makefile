@@ -18,12 +18,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 # Write + audit a synthetic Kaggle-layout folder; train (which builds tfds_ctscan/synthetic,
-# the same 1,000 images, on first use); evaluate whole and leak-free; classify two images.
+# the same 1,000 images, on first use, and ends with the test split's table, whole and
+# leak-free; `ctdist.evaluate` re-scores any split); classify two images.
 demo: $(VENV)/.installed
 	$(PY) -m tfds_ctscan.synthetic $(RUN_DIR)/files
 	$(PY) -m tfds_ctscan.audit $(RUN_DIR)/files --json=$(RUN_DIR)/audit.json
 	$(PY) -m ctdist.train $(DEMO_FLAGS)
-	$(PY) -m ctdist.evaluate --model_dir=$(RUN_DIR)/model --split=test
 	$(PY) -m ctdist.predict --model=$(RUN_DIR)/model/model.keras \
 	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
 	  "$(RUN_DIR)/files/Data/test/normal/0020.png"

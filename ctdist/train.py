@@ -25,6 +25,7 @@ from ctdist import augment
 from ctdist import data as data_lib
 from ctdist import evaluate as evaluate_lib
 from ctdist import loop
+from ctdist import metrics
 from ctdist import model as model_lib
 from ctdist import plots
 from ctdist import strategy as strategy_lib
@@ -195,6 +196,8 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
                opts.eval_split, report["all"].get("accuracy", float("nan")),
                report["leak_free"].get("accuracy", float("nan")),
                report["num_leaked"], out)
+  logging.info("%s split, whole and leak-free (python -m ctdist.evaluate re-scores any split):"
+               "\n%s", opts.eval_split, metrics.render(report, model_lib.class_names_of(model)))
   return result
 
 

@@ -70,8 +70,9 @@ def test_demo_recipe_learns_every_class(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   assert not NOISE.search(done.stderr), NOISE.search(done.stderr).group(0)
   history = json.loads((tmp_path / "model" / "history.json").read_text())
-  # Measured over 5 seeds (BENCHMARKS.md): final training loss 0.xx-0.xx, leak-free accuracy
-  # 0.xx-0.xx, lowest class recall 0.xx. The bars sit far below.
+  # Measured over seeds 1-4 and 42 on one AMD EPYC (BENCHMARKS.md): final training loss
+  # 0.09-0.15 (ln 4 = 1.39), leak-free accuracy 0.93-0.96, lowest class recall 0.87. The bars
+  # sit far below: another CPU rounds differently, and that must not flip this test.
   assert history[-1]["loss"] < 0.6 * math.log(4), history[-1]
   test = json.loads((tmp_path / "model" / "metrics.json").read_text())["test"]
   assert test["num_leaked"] > 0

@@ -109,11 +109,13 @@ def slice_image(label: str, rng: np.random.Generator, height: int, width: int
   # Sizes are fractions of the slice: every finding spans at least ~5 pixels at the
   # 32 px demo resolution (a 0.08 radius is 2.6 px there), where vessels blur away.
   if label == "adenocarcinoma":
-    r, t = rng.uniform(0.45, 0.7), rng.uniform(0, 2 * np.pi)
+    # Within half the lung's radius of its centre: the nodule's radius is about half
+    # the lung's width, and further out the lung edge clipped most of it away.
+    r, t = rng.uniform(0.1, 0.45), rng.uniform(0, 2 * np.pi)
     ny, nx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
-    nr = rng.uniform(0.075, 0.095) * scale
+    nr = rng.uniform(0.08, 0.1) * scale
     _paint_disc(img, lung_mask, ny, nx, nr, 80)  # ground-glass halo
-    _paint_disc(img, lung_mask, ny, nx, nr, 175, inner=0.3)  # bright solid core
+    _paint_disc(img, lung_mask, ny, nx, nr, 185, inner=0.36)  # bright solid core
   elif label == "large_cell_carcinoma":
     r, t = rng.uniform(0.3, 0.5), rng.uniform(0, 2 * np.pi)
     my, mx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
