@@ -12,6 +12,8 @@ import sys
 from absl import logging
 
 _PACKAGES = ("ctdist", "tfds_ctscan")
+# TFDS warns so about the folder it is about to build into.
+_TFDS_EMPTY_VARIANT = "Variant folder %s has no %s"
 
 
 def verbosity_requested(argv: list[str]) -> int:
@@ -60,6 +62,8 @@ class _OwnLines(py_logging.Filter):
   def filter(self, record):
     path = record.pathname.replace(os.sep, "/")
     own = any(f"/{p}/" in path for p in _PACKAGES)
+    if record.msg == _TFDS_EMPTY_VARIANT:  # before every first build: not a problem
+      return False
     return own or record.levelno >= py_logging.WARNING
 
 

@@ -1,9 +1,12 @@
 """TFDS examples -> resized, cached, shuffled, batched and sharded tf.data input."""
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import math
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -44,8 +47,14 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
       raise DatasetNotBuiltError(
           f"dataset {dataset!r} is not built in {b.data_dir}; "
           + BUILD_HINT.format(data_dir=data_dir or "~/tensorflow_datasets"))
-    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir))
+    logging.info("building %s in %s (first use)", dataset, b.data_dir)
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout: its
+    # sizes are unknown here and the line above says what happens.
+    with contextlib.redirect_stdout(io.StringIO()):
+      b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=manual_dir))
+    logging.info("built %s: %s", dataset, ", ".join(
+        f"{name} {split.num_examples}" for name, split in sorted(b.info.splits.items())))
   return b
 
 

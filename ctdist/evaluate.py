@@ -30,9 +30,11 @@ def predict_split(model: keras.Model, b, split: str, batch_size: int = 32):
   """Returns (labels, probs, leaked, file names) for every example of `split`."""
   image_size = int(model.input_shape[1])
   ds = data_lib.eval_dataset(b, split, image_size, batch_size)
+  # One traced graph for every batch (they are padded to one shape): 2x eager's speed.
+  forward = tf.function(lambda images: model(tf.cast(images, tf.float32), training=False))
   labels, probs, leaked, weights = [], [], [], []
   for batch in ds.as_numpy_iterator():
-    probs.append(model(batch["image"].astype(np.float32), training=False).numpy())
+    probs.append(forward(batch["image"]).numpy())
     labels.append(batch["label"])
     leaked.append(batch["leaked"])
     weights.append(batch["weight"])

@@ -58,8 +58,10 @@ def render(report: dict, class_names: list[str]) -> str:
   """Side-by-side table of the whole split and its leak-free subset."""
   a, b = report["all"], report["leak_free"]
   fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
-  lines = [f"{'':32s}{'all':>10s}{'leak-free':>12s}",
-           f"{'examples':32s}{a['num_examples']:>10d}{b['num_examples']:>12d}"]
+  w = max([len("macro ROC-AUC (one-vs-rest)")] +
+          [len(f"{name} precision") for name in class_names]) + 2  # label column
+  lines = [f"{'':{w}s}{'all':>10s}{'leak-free':>12s}",
+           f"{'examples':{w}s}{a['num_examples']:>10d}{b['num_examples']:>12d}"]
   if "accuracy" not in a:
     return "\n".join(lines)
   rows = [("accuracy", a.get("accuracy"), b.get("accuracy")),
@@ -71,8 +73,8 @@ def render(report: dict, class_names: list[str]) -> str:
     for key in ("precision", "recall", "f1"):
       rows.append((f"{name} {key}", a["per_class"][name][key],
                    b.get("per_class", {}).get(name, {}).get(key)))
-  lines += [f"{label:32s}{fmt(x):>10s}{fmt(y):>12s}" for label, x, y in rows]
+  lines += [f"{label:{w}s}{fmt(x):>10s}{fmt(y):>12s}" for label, x, y in rows]
   lines.append("confusion matrix (rows true, columns predicted), all:")
   for name, row in zip(class_names, a["confusion_matrix"]):
-    lines.append(f"  {name:26s}" + "".join(f"{v:6d}" for v in row))
+    lines.append(f"  {name:{w - 2}s}" + "".join(f"{v:6d}" for v in row))
   return "\n".join(lines)

@@ -94,22 +94,24 @@ def test_build_unifies_labels_and_flags_leaks(dirty_dir, tmp_path):
   assert builder.info.splits["train"].num_examples == 16 + 2  # + twin, big
   assert builder.info.splits["valid"].num_examples == 5 + 1  # + near copy
   assert builder.info.splits["test"].num_examples == 13
-  label = lambda f: names[ex[f]["label"]]
+  # File names without extension: the generator draws PNG or JPEG per image.
+  stem = {os.path.splitext(f)[0]: f for f in ex}
+  label = lambda f: names[ex[stem[f]]["label"]]
   # Both naming schemes map to one label.
-  assert label(f"train/{TRAIN_ADENO}/0000.png") == "adenocarcinoma"
-  assert label("test/adenocarcinoma/0000.png") == "adenocarcinoma"
-  assert label("test/large.cell.carcinoma/0000.png") == "large_cell_carcinoma"
-  assert label("test/squamous.cell.carcinoma/0000.png") == "squamous_cell_carcinoma"
+  assert label(f"train/{TRAIN_ADENO}/0000") == "adenocarcinoma"
+  assert label("test/adenocarcinoma/0000") == "adenocarcinoma"
+  assert label("test/large.cell.carcinoma/0000") == "large_cell_carcinoma"
+  assert label("test/squamous.cell.carcinoma/0000") == "squamous_cell_carcinoma"
   # Leaks: the generator copies the first int(0.15 * n) normal test images from train.
-  assert ex["test/normal/0000.png"]["leaked"]
+  assert ex[stem["test/normal/0000"]]["leaked"]
   assert ex["valid/normal/near_copy.png"]["leaked"]
-  assert not ex["test/normal/0003.png"]["leaked"]
+  assert not ex[stem["test/normal/0003"]]["leaked"]
   assert not any(e["leaked"] for f, e in ex.items() if f.startswith("train/"))
   # Every example is 8-bit RGB at source resolution.
   for f, e in ex.items():
     assert e["image"].dtype == np.uint8 and e["image"].shape[-1] == 3, f
-  src = images.read(dirty_dir / "Data" / "test/normal/0003.png")[0]
-  np.testing.assert_array_equal(ex["test/normal/0003.png"]["image"], src)
+  src = images.read(dirty_dir / "Data" / stem["test/normal/0003"])[0]
+  np.testing.assert_array_equal(ex[stem["test/normal/0003"]]["image"], src)
 
 
 def test_audit_reports_every_defect(dirty_dir, tmp_path, capsys):
@@ -195,3 +197,61 @@ def test_audit_cli_writes_json(kaggle_dir, tmp_path):
   rep = json.loads(out.read_text())
   assert rep["counts"]["test"]["normal"] == 7
   assert "Files found 34 = usable images 34" in proc.stdout
+
+
+def _tree(root: pathlib.Path) -> dict:
+  return {str(p.relative_to(root)): p.read_bytes()
+          for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synthetic_bytes_depend_on_seed_only(tmp_path):
+  """Each image has its own random stream: threads and the other classes' counts do
+  not change an image; another seed does. Valid/test normals hold train copies."""
+  counts = {"train": {"normal": 8, "adenocarcinoma": 2},
+            "test": {"normal": 7, "adenocarcinoma": 1}}
+  one = _tree(synthetic.write_kaggle_layout(tmp_path / "a", seed=5, counts=counts,
+                                            size_range=(40, 64), threads=1))
+  two = _tree(synthetic.write_kaggle_layout(tmp_path / "b", seed=5, counts=counts,
+                                            size_range=(40, 64), threads=2))
+  assert one == two and len(one) == 18
+  fewer = {"train": {"normal": 8}, "test": {"normal": 7}}
+  sub = _tree(synthetic.write_kaggle_layout(tmp_path / "c", seed=5, counts=fewer,
+                                            size_range=(40, 64), threads=2))
+  assert sub == {k: v for k, v in one.items() if "adenocarcinoma" not in k}
+  other = _tree(synthetic.write_kaggle_layout(tmp_path / "d", seed=6, counts=counts,
+                                              size_range=(40, 64)))
+  assert not set(other.values()) & set(one.values())
+  train_normals = {v for k, v in one.items() if k.startswith("train/normal/")}
+  copies = [k for k, v in one.items() if k.startswith("test/normal/") and v in train_normals]
+  assert copies and len(copies) == int(7 * synthetic.LEAK_FRACTION)
+  assert len(set(one.values())) == len(one) - len(copies)  # all others differ
+
+
+def test_synthetic_copies_need_train_normals(tmp_path):
+  with pytest.raises(ValueError, match="no.*train.*normal|give train some 'normal'"):
+    synthetic.write_kaggle_layout(tmp_path, counts={"test": {"normal": 7}},
+                                  size_range=(40, 64))
+
+
+def test_ordered_map_keeps_order_bounds_lookahead_and_raises_at_item():
+  from tfds_ctscan import parallel  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  consumed = []
+
+  def items():
+    for i in range(20):
+      consumed.append(i)
+      yield i
+
+  def slow_square(i):
+    time.sleep(0.02 if i % 3 == 0 else 0.0)  # later items finish first
+    if i == 13:
+      raise KeyError(i)
+    return i * i
+
+  out = parallel.ordered_map(slow_square, items(), threads=2)
+  assert [next(out) for _ in range(3)] == [0, 1, 4]
+  assert len(consumed) <= 3 + 2 * 2  # never the whole input ahead
+  assert [next(out) for _ in range(10)] == [i * i for i in range(3, 13)]
+  with pytest.raises(KeyError):
+    next(out)

@@ -164,3 +164,15 @@ def test_predict_uses_the_models_class_order(tmp_path):
   assert results[1]["label"] == "normal"
   assert list(results[1]["probabilities"]) == names
   assert results[1]["probabilities"]["normal"] > 0.99
+
+
+def test_metrics_table_columns_line_up_for_long_class_names():
+  names = ["squamous_cell_carcinoma", "b"]
+  labels = np.array([0, 1, 1, 0])
+  probs = np.array([[.9, .1], [.2, .8], [.6, .4], [.3, .7]])
+  rep = metrics.with_leak_free(labels, probs, np.zeros(4, bool), names)
+  rows = metrics.render(rep, names).splitlines()
+  metric_rows = rows[1:rows.index("confusion matrix (rows true, columns predicted), all:")]
+  assert "squamous_cell_carcinoma precision" in metrics.render(rep, names)
+  # Every value ends in the same two columns: the rows are as long as the header.
+  assert {len(r) for r in metric_rows} == {len(rows[0])}

@@ -8,6 +8,7 @@ import numpy as np
 from tfds_ctscan import hashing
 from tfds_ctscan import images
 from tfds_ctscan import layout
+from tfds_ctscan import parallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,20 +42,32 @@ class UnreadableImagesError(ValueError):
   """One or more image files could not be decoded; lists all of them."""
 
 
-def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS) -> Scan:
-  """Decodes every candidate image under `data_root` (the `Data/` folder)."""
+def _read(f: layout.ImageFile, max_pixels: int):
+  """(Record, perceptual hash) of one file, or the ImageError that refuses it."""
+  try:
+    pixels, fmt = images.read(f.path, max_pixels)
+  except images.ImageError as e:
+    return e
+  return (Record(f, fmt, pixels.shape[:2], hashing.exact_hash(pixels)),
+          hashing.perceptual_hash(pixels))
+
+
+def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS,
+         threads: int | None = None) -> Scan:
+  """Decodes every candidate image under `data_root` (the `Data/` folder), on
+  `threads` threads (default: the CPU count); the result does not depend on them."""
   records, hashes, ignored, unreadable = [], [], [], []
+  files = []
   for split in layout.SPLITS:
-    files, split_ignored = layout.list_split(data_root, split)
+    split_files, split_ignored = layout.list_split(data_root, split)
+    files += split_files
     ignored += split_ignored
-    for f in files:
-      try:
-        pixels, fmt = images.read(f.path, max_pixels)
-      except images.ImageError as e:
-        unreadable.append(str(e))
-        continue
-      records.append(Record(f, fmt, pixels.shape[:2], hashing.exact_hash(pixels)))
-      hashes.append(hashing.perceptual_hash(pixels))
+  for result in parallel.ordered_map(lambda f: _read(f, max_pixels), files, threads):
+    if isinstance(result, images.ImageError):
+      unreadable.append(str(result))
+    else:
+      records.append(result[0])
+      hashes.append(result[1])
   phashes = (np.stack(hashes) if hashes
              else np.zeros((0, hashing.THUMB_SIZE ** 2), np.uint8))
   leaked = hashing.leaked([r.file.split for r in records],

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from tfds_ctscan import layout
+from tfds_ctscan import parallel
 
 # Per-split, per-class counts of the Kaggle release (613 / 72 / 315 images).
 KAGGLE_COUNTS = {
@@ -48,8 +49,11 @@ LEAK_FRACTION = 0.15
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
-  c, s = np.cos(angle), np.sin(angle)
+  """((u/rx)^2 + (v/ry)^2) on the grid `yy` x `xx` (open: a column and a row)."""
   dy, dx = yy - cy, xx - cx
+  c, s = np.cos(angle), np.sin(angle)  # NumPy float64: u and v are computed in float64
+  if angle == 0.0:  # the values of the rotated form, computed on a column and a row
+    return (dx * c / rx) ** 2 + (dy * c / ry) ** 2
   u, v = dx * c + dy * s, -dx * s + dy * c
   return (u / rx) ** 2 + (v / ry) ** 2
 
@@ -64,7 +68,7 @@ def _window(shape, cy, cx, r):
 def _paint_disc(img, mask, cy, cx, r, value, inner=1.0, lobes=None):
   """Sets pixels of a disc (optionally lobulated, limited to `mask`) to `value`."""
   win = _window(img.shape, cy, cx, r * 1.2)
-  yy, xx = np.mgrid[win[0], win[1]].astype(np.float32)
+  yy, xx = (a.astype(np.float32) for a in np.ogrid[win[0], win[1]])
   d = _ellipse(yy, xx, cy, cx, r, r)
   limit = inner if lobes is None else lobes(yy, xx) ** 2 * inner
   sel = d <= limit
@@ -78,7 +82,7 @@ def slice_image(label: str, rng: np.random.Generator, height: int, width: int
   """Returns one synthetic H x W uint8 grayscale slice showing `label`'s finding."""
   if label not in layout.CLASS_NAMES:
     raise ValueError(f"unknown label {label!r}; expected one of {layout.CLASS_NAMES}")
-  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  yy, xx = (a.astype(np.float32) for a in np.ogrid[0:height, 0:width])
   scale = min(height, width)
   cy, cx = height / 2 + rng.normal(0, 0.02) * scale, width / 2
   img = np.full((height, width), 5.0, np.float32)
@@ -153,9 +157,25 @@ def encode(gray: np.ndarray, variant: int) -> tuple[bytes, str]:
   return buf.getvalue(), (".jpg" if kind == 3 else ".png")
 
 
+def _image_rng(seed: int, split: str, label: str, index: int) -> np.random.Generator:
+  """The generator of one image: its own stream, whatever is drawn before or beside it."""
+  return np.random.default_rng(
+      [seed, layout.SPLITS.index(split), layout.CLASS_NAMES.index(label), index])
+
+
+def _write_image(folder: pathlib.Path, rng: np.random.Generator, label: str, index: int,
+                 size_range: tuple[int, int]) -> str:
+  """Draws, encodes and writes one slice; returns its file name."""
+  h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
+  payload, ext = encode(slice_image(label, rng, h, w), int(rng.integers(10)))
+  (folder / f"{index:04d}{ext}").write_bytes(payload)
+  return f"{index:04d}{ext}"
+
+
 def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
                         counts: dict | None = None,
-                        size_range: tuple[int, int] = (170, 420)) -> pathlib.Path:
+                        size_range: tuple[int, int] = (170, 420),
+                        threads: int | None = None) -> pathlib.Path:
   """Writes a synthetic dataset in the Kaggle folder layout.
 
   Args:
@@ -163,28 +183,37 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
     seed: generator seed; the same seed writes the same bytes.
     counts: {split: {label: count}}; defaults to KAGGLE_COUNTS.
     size_range: inclusive range of image heights and widths in pixels.
+    threads: images drawn at once (NumPy and PIL release the GIL); default: the CPU
+      count. Every image has its own random stream, so the bytes do not depend on it.
 
   Returns:
     The path of the `Data/` folder.
   """
   counts = counts or KAGGLE_COUNTS
-  rng = np.random.default_rng(seed)
   data = pathlib.Path(out_dir) / "Data"
-  train_normals = []
+  jobs, leak_slots = [], []
   for split in layout.SPLITS:
     for label, n in counts.get(split, {}).items():
       folder = data / split / KAGGLE_FOLDERS[split][label]
       folder.mkdir(parents=True, exist_ok=True)
       n_leak = int(n * LEAK_FRACTION) if label == "normal" and split != "train" else 0
       for i in range(n):
-        if i < n_leak and train_normals:
-          payload, ext = train_normals[int(rng.integers(len(train_normals)))]
+        if i < n_leak:
+          leak_slots.append((folder, i))
         else:
-          h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
-          payload, ext = encode(slice_image(label, rng, h, w), int(rng.integers(10)))
-          if split == "train" and label == "normal":
-            train_normals.append((payload, ext))
-        (folder / f"{i:04d}{ext}").write_bytes(payload)
+          jobs.append((folder, _image_rng(seed, split, label, i), label, i))
+  names = list(parallel.ordered_map(lambda job: _write_image(*job, size_range), jobs,
+                                    threads))
+  # Copies of train "normal" images, as the real release has in valid and test.
+  train_normals = [job[0] / name for job, name in zip(jobs, names)
+                   if job[0].parent.name == "train" and job[2] == "normal"]
+  if leak_slots and not train_normals:
+    raise ValueError(f"counts {counts} ask for copies of train normal images, "
+                     "but there are none: give train some 'normal' images")
+  rng = np.random.default_rng([seed, len(layout.SPLITS)])
+  for folder, i in leak_slots:
+    source = train_normals[int(rng.integers(len(train_normals)))]
+    (folder / f"{i:04d}{source.suffix}").write_bytes(source.read_bytes())
   return data
 
 

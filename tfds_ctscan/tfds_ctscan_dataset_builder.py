@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from tfds_ctscan import images
 from tfds_ctscan import layout
+from tfds_ctscan import parallel
 from tfds_ctscan import scan
 
 KAGGLE_DATASET = "mohamedhanyyy/chest-ctscan-images"
@@ -32,8 +33,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
       CtScanConfig(name="kaggle",
                    description="The Kaggle release, read from --manual_dir."),
-      CtScanConfig(name="synthetic", seed=0, version="1.1.0",
+      CtScanConfig(name="synthetic", seed=0, version="1.2.0",
                    release_notes={
+                       "1.2.0": "Every image drawn from its own random stream "
+                                "(generated on all cores); new draws.",
                        "1.1.0": "Findings redrawn larger, visible at 32 px.",
                        "1.0.0": "Initial release."},
                    description="Procedural CT-like slices (not clinical data), "
@@ -83,14 +86,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for split in layout.SPLITS}
 
   def _generate_examples(self, result: scan.Scan, split: str):
-    for record, leaked in zip(result.records, result.leaked):
-      if record.file.split != split:
-        continue
-      pixels, _ = images.read(record.file.path)
+    chosen = [(r, leaked) for r, leaked in zip(result.records, result.leaked)
+              if r.file.split == split]
+    # Encoded here, on all cores: TFDS's own encoder (a TensorFlow op per image) took
+    # 27 of the 37 s a 1,000-image build spent.
+    encoded = parallel.ordered_map(
+        lambda r: images.encode_png(images.read(r.file.path)[0]), (r for r, _ in chosen))
+    for (record, leaked), png in zip(chosen, encoded):
       yield record.file.rel_name, {
-          # Encoded here: TFDS's own encoder (a TensorFlow op per image) took 27 of
-          # the 37 s a 1,000-image build spent.
-          "image": images.encode_png(pixels),
+          "image": png,
           "label": record.file.label,
           "file_name": record.file.rel_name,
           "leaked": leaked,
