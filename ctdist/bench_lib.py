@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import pathlib
+import shutil
 import statistics
 import time
 
@@ -45,14 +46,20 @@ def split_cpu(n: int) -> None:
 
 # ---- input ------------------------------------------------------------------------------
 def _notebook_generator(folder: pathlib.Path, image_size: int, batch_size: int):
-  """The seed notebook's input: Keras 2 ImageDataGenerator with its augmentations."""
+  """The seed notebook's input on `folder` (a `Data/`): Keras 2 ImageDataGenerator with
+  its augmentations."""
   import tf_keras  # pylint: disable=g-import-not-at-top
   gen = tf_keras.preprocessing.image.ImageDataGenerator(
       rescale=1 / 255.0, rotation_range=20, width_shift_range=0.1, height_shift_range=0.1,
       zoom_range=0.1, horizontal_flip=True)
-  return gen.flow_from_directory(str(folder / "Data" / "train"),
+  return gen.flow_from_directory(str(folder / "train"),
                                  target_size=(image_size, image_size),
                                  batch_size=batch_size, class_mode="categorical", seed=0)
+
+
+def _unzip(archive: pathlib.Path, into: str) -> str:
+  shutil.unpack_archive(archive, into)
+  return into
 
 
 def _images_per_sec(batches, steps: int, batch_size: int) -> float:
@@ -66,11 +73,13 @@ def bench_input(opts: BenchOptions, folder: str | None, epochs: int) -> dict:
   """ctdist's input pipeline (first epoch, steady state) against ImageDataGenerator."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top
   from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
   if folder is None:
     folder = os.path.join(opts.tmp, "folder")
     synthetic.write_kaggle_layout(folder, seed=0)
-  folder = pathlib.Path(folder)
+  # The forms the builder's manual dir accepts: the zip, its folder, a parent of Data/, Data/.
+  folder = layout.kaggle_root(folder, lambda z: _unzip(z, os.path.join(opts.tmp, "unzip")))
   b = tfds.builder("tfds_ctscan/kaggle", data_dir=opts.data_dir)
   b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
   n = b.info.splits["train"].num_examples

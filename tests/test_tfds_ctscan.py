@@ -255,3 +255,31 @@ def test_ordered_map_keeps_order_bounds_lookahead_and_raises_at_item():
   assert [next(out) for _ in range(10)] == [i * i for i in range(3, 13)]
   with pytest.raises(KeyError):
     next(out)
+
+
+def test_kaggle_root_accepts_zip_its_folder_a_parent_and_data(tmp_path):
+  """One function decides what a Kaggle folder is, for the builder and the benchmark."""
+  data = tmp_path / "download" / "archive" / "Data"
+  for split in layout.SPLITS:
+    (data / split / "normal").mkdir(parents=True)
+  zip_dir = tmp_path / "zipped"
+  zip_dir.mkdir()
+  with zipfile.ZipFile(zip_dir / "archive.zip", "w") as z:
+    for p in data.rglob("*"):
+      z.write(p, p.relative_to(data.parent))
+  extracted = []
+
+  def extract(archive):
+    out = tmp_path / f"x{len(extracted)}"
+    zipfile.ZipFile(archive).extractall(out)
+    extracted.append(pathlib.Path(archive).name)
+    return out
+
+  assert layout.kaggle_root(data, extract) == data
+  assert layout.kaggle_root(tmp_path / "download", extract) == data  # two levels up
+  assert layout.kaggle_root(zip_dir, extract) == tmp_path / "x0" / "Data"
+  assert layout.kaggle_root(zip_dir / "archive.zip", extract) == tmp_path / "x1" / "Data"
+  assert extracted == ["archive.zip", "archive.zip"]
+  (zip_dir / "other.zip").write_bytes((zip_dir / "archive.zip").read_bytes())
+  with pytest.raises(layout.LayoutError, match="no Data/ folder"):
+    layout.kaggle_root(zip_dir, extract)  # two zips: which one is meant is unclear

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import pathlib
+from typing import Callable
 
 from tfds_ctscan import images
 
@@ -51,6 +52,29 @@ class Ignored:
   """A file that is not part of the dataset, and why."""
   rel_name: str
   reason: str
+
+
+def kaggle_root(path: os.PathLike | str,
+                extract: Callable[[pathlib.Path], os.PathLike | str]) -> pathlib.Path:
+  """The `Data/` folder of a Kaggle download, whichever form the user gives.
+
+  Accepts the zip itself, a folder holding exactly one zip, a folder holding `Data/`
+  (up to two levels up) or `Data/` itself. `extract(zip_path)` unpacks a zip and
+  returns the folder it unpacked into (the builder passes TFDS's download manager).
+
+  Raises:
+    LayoutError: none of these forms, naming what was looked for.
+  """
+  path = pathlib.Path(path)
+  if path.is_file() and path.suffix.lower() == ".zip":
+    return find_data_root(extract(path))
+  try:
+    return find_data_root(path)
+  except LayoutError:
+    zips = sorted(path.glob("*.zip")) if path.is_dir() else []
+    if len(zips) != 1:
+      raise
+    return find_data_root(extract(zips[0]))
 
 
 def find_data_root(path: os.PathLike | str) -> pathlib.Path:

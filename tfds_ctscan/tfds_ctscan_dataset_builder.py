@@ -107,20 +107,15 @@ def _has_kaggle_credentials() -> bool:
 
 
 def _kaggle_folder(dl_manager) -> pathlib.Path:
-  """The manual dir (zips in it extracted), or a Kaggle download if it is empty."""
+  """`Data/` of the manual dir (any form `layout.kaggle_root` accepts), or of a Kaggle
+  download if the manual dir is empty."""
   try:
     manual = pathlib.Path(dl_manager.manual_dir)
   except AssertionError:  # TFDS's "manual dir does not exist or is empty"
     if not _has_kaggle_credentials():
       raise
     return pathlib.Path(dl_manager.download_kaggle_data(KAGGLE_DATASET))
-  try:
-    return layout.find_data_root(manual)
-  except layout.LayoutError:
-    zips = sorted(manual.glob("*.zip"))
-    if len(zips) != 1:
-      raise
-    return pathlib.Path(dl_manager.extract(zips[0]))
+  return layout.kaggle_root(manual, dl_manager.extract)
 
 
 def _log_summary(result: scan.Scan) -> None:
