@@ -6,7 +6,6 @@ Run: python -m ctdist.evaluate --model_dir=runs/demo [--split=test]
 # First: sets TensorFlow's C++ log level before TensorFlow loads.
 from ctdist import console  # pylint: disable=g-bad-import-order
 
-import json
 import os
 
 from absl import app
@@ -17,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctdist import data as data_lib
+from ctdist import files
 from ctdist import metrics
 from ctdist import model as model_lib
 from ctdist import plots
@@ -60,8 +60,7 @@ def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
   report = metrics.with_leak_free(labels, probs, leaked, class_names)
   report["split"] = split
   if out_dir:
-    with tf.io.gfile.GFile(os.path.join(out_dir, f"metrics_{split}.json"), "w") as f:
-      json.dump(report, f, indent=1)
+    files.write_json(os.path.join(out_dir, f"metrics_{split}.json"), report)
     if "confusion_matrix" in report["all"]:
       plots.confusion_matrix(report["all"]["confusion_matrix"], class_names,
                              os.path.join(out_dir, f"confusion_{split}.png"),

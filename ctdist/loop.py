@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ctdist import faults
+from ctdist import files
 from ctdist import model as model_lib
 
 PHASES = ("head", "finetune")
@@ -260,11 +262,13 @@ class Trainer:
     latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
     if latest:
       self.ckpt.restore(latest).assert_existing_objects_matched()
-      self.history = [h for h in self.history if (h["phase_index"], h["epoch"]) <= (
-          int(self.state.phase), int(self.state.epoch))]
       logging.info("resumed from %s: phase %s, %d epoch(s) done, step %d", latest,
                    PHASES[int(self.state.phase)], int(self.state.epoch),
                    int(self.state.step))
+    # Only the epochs the checkpoint holds (none without one): a crash between the
+    # history write and the checkpoint leaves one record more.
+    self.history = [h for h in self.history if (h["phase_index"], h["epoch"]) <= (
+        int(self.state.phase), int(self.state.epoch))]
     for p in range(int(self.state.phase), len(PHASES)):
       if p > int(self.state.phase):
         self.enter_phase(p)
@@ -309,6 +313,7 @@ class Trainer:
         if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
             and step < cfg.steps_per_epoch:
           self.manager.save()
+          faults.point("mid_epoch")
       elapsed = time.time() - start
       train_loss, train_acc = self._read_sums()
       self._eval_fn(iter(self.val_ds), tf.constant(cfg.val_steps))
@@ -318,13 +323,13 @@ class Trainer:
         self.state.best_val_loss.assign(val_loss)
         self.state.wait.assign(0)
         self.best.save()
+        faults.point("after_best_save")
       else:
         self.state.wait.assign_add(1)
         if int(self.state.wait) >= cfg.schedule.patience:
           self.state.stopped.assign(True)
       self.state.epoch.assign_add(1)
       self.state.step.assign(0)
-      self.manager.save()
       rate = (cfg.steps_per_epoch - done_steps) * cfg.global_batch / max(elapsed, 1e-9)
       left = (epochs - epoch - 1) * cfg.steps_per_epoch * cfg.global_batch / max(rate, 1e-9)
       record = {"phase": name, "phase_index": phase, "epoch": epoch + 1,
@@ -339,7 +344,13 @@ class Trainer:
             val_loss, val_acc, " *" if improved else "", rate,
             time.strftime("%H:%M:%S", time.gmtime(left)))
         self._write_summaries(record)
+        # History first, then the checkpoint: a crash between the two leaves a record
+        # the checkpoint does not have, which resume drops and the re-run writes again.
+        # (The other order lost the epoch from history.json for good.)
         _save_history(self.model_dir, self.history)
+      faults.point("before_checkpoint")
+      self.manager.save()
+      faults.point("after_checkpoint")
       if bool(self.state.stopped):
         logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
                      name, epoch + 1, cfg.schedule.patience)
@@ -375,9 +386,4 @@ def _load_history(model_dir: str) -> list[dict]:
 
 
 def _save_history(model_dir: str, history: list[dict]) -> None:
-  """Writes history.json atomically (local paths, gs://...)."""
-  path = os.path.join(model_dir, "history.json")
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(history, f, indent=1)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files.write_json(os.path.join(model_dir, "history.json"), history)

@@ -9,7 +9,6 @@ from ctdist import console  # pylint: disable=g-bad-import-order
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +23,8 @@ import tensorflow as tf
 from ctdist import augment
 from ctdist import data as data_lib
 from ctdist import evaluate as evaluate_lib
+from ctdist import faults
+from ctdist import files
 from ctdist import loop
 from ctdist import metrics
 from ctdist import model as model_lib
@@ -179,9 +180,10 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
   copy is kept), then the chief evaluates and writes metrics, history and plots."""
   out = opts.model_dir if chief else tempfile.mkdtemp(
       prefix=f"ctdist_{strategy_lib.worker_id(strategy)}_out_")
-  model.save(os.path.join(out, "model.keras"))
+  files.save_model(model, os.path.join(out, "model.keras"))
+  faults.point("during_export")
   if opts.export:
-    model.export(os.path.join(out, "saved_model"), verbose=False)
+    files.export_saved_model(model, os.path.join(out, "saved_model"))
   if not chief:
     shutil.rmtree(out, ignore_errors=True)
     return {}
@@ -189,8 +191,7 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
   report = evaluate_lib.evaluate(inference, b, opts.eval_split, out)
   result = {"run": run_info, "history_last": history[-1] if history else None,
             opts.eval_split: report}
-  with tf.io.gfile.GFile(os.path.join(out, "metrics.json"), "w") as f:
-    json.dump(result, f, indent=1)
+  files.write_json(os.path.join(out, "metrics.json"), result)
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
   logging.info("%s accuracy: %.3f (leak-free %.3f, %d leaked excluded); outputs in %s",
                opts.eval_split, report["all"].get("accuracy", float("nan")),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ctdist import faults
 from ctdist import loop
 from ctdist import metrics
 from ctdist import model as model_lib
@@ -76,33 +77,58 @@ def test_mixed_precision_paths_train(tmp_path, small_data_dir, precision, monkey
   assert probs.dtype == "float32"
 
 
-def test_interrupted_run_resumes_without_repeating_epochs(tmp_path, small_data_dir,
-                                                          monkeypatch):
-  opts = _opts(tmp_path, small_data_dir, head_epochs=2, finetune_epochs=2, patience=10)
-  real_save = loop._save_history
-  calls = {"n": 0}
+# (fault point, arrival): each lands where a crash leaves files a re-run must cope with.
+# 16 training images in batches of 4: 4 steps per epoch; mid_epoch checkpoints at step 2
+# (the 2nd arrival is inside the fine-tune epoch); the others crash in the first epoch,
+# before any checkpoint exists.
+CRASHES = [("mid_epoch", 2), ("after_best_save", 1), ("before_checkpoint", 1),
+           ("after_checkpoint", 1), ("during_export", 1)]
 
-  def crash_after_third_epoch(model_dir, history):
-    real_save(model_dir, history)
-    calls["n"] += 1
-    if calls["n"] == 3:
-      raise KeyboardInterrupt("simulated kill after epoch 3")
-  monkeypatch.setattr(loop, "_save_history", crash_after_third_epoch)
-  with pytest.raises(KeyboardInterrupt):
+
+@pytest.mark.parametrize("point,arrival", CRASHES)
+def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
+    tmp_path, small_data_dir, monkeypatch, point, arrival):
+  opts = _opts(tmp_path, small_data_dir, head_epochs=1, finetune_epochs=1, patience=10,
+               checkpoint_every_steps=2 if point == "mid_epoch" else 0,
+               export=point == "during_export")
+  run_dir = tmp_path / "run"
+  monkeypatch.setenv(faults.ENV, f"{point}:{arrival}")
+  with pytest.raises(faults.Crash, match=point):
     train.run(opts, strategy_lib.make_strategy("cpu"))
-  monkeypatch.setattr(loop, "_save_history", real_save)
+  # Nothing half-written: no temporary files left, and what exists is complete.
+  assert not [p.name for p in run_dir.rglob("*tmp*") if p.is_file()]
+  if (run_dir / "history.json").exists():
+    json.loads((run_dir / "history.json").read_text())
+  if point == "during_export":
+    keras.saving.load_model(run_dir / "model.keras")
+    assert not (run_dir / "saved_model").exists() and not (run_dir / "metrics.json").exists()
+  monkeypatch.delenv(faults.ENV)
   keras.backend.clear_session()
   train.run(opts, strategy_lib.make_strategy("cpu"))
-  history = json.loads((tmp_path / "run" / "history.json").read_text())
-  assert [(h["phase"], h["epoch"]) for h in history] == [
-      ("head", 1), ("head", 2), ("finetune", 1), ("finetune", 2)]
-  ckpt = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+  history = json.loads((run_dir / "history.json").read_text())
+  assert [(h["phase"], h["epoch"]) for h in history] == [("head", 1), ("finetune", 1)]
+  ckpt = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
   assert tf.train.load_variable(ckpt, "state/phase/.ATTRIBUTES/VARIABLE_VALUE") == 2
+  # The fine-tune optimizer ran each of its 4 steps once, whatever was re-run.
+  iterations = [name for name, _ in tf.train.list_variables(ckpt)
+                if name.startswith("optimizer/") and "iteration" in name]
+  assert iterations and tf.train.load_variable(ckpt, iterations[0]) == 4
+  assert json.loads((run_dir / "metrics.json").read_text())["test"]["all"]["num_examples"] == 13
+  assert (run_dir / "saved_model" / "saved_model.pb").exists() == opts.export
+  assert (run_dir / "training_curves.png").stat().st_size > 0
+  if point != "after_checkpoint":
+    return
   # A finished run is not repeated.
-  mtime = (tmp_path / "run" / "history.json").stat().st_mtime
+  mtime = (run_dir / "history.json").stat().st_mtime
   keras.backend.clear_session()
   train.run(opts, strategy_lib.make_strategy("cpu"))
-  assert (tmp_path / "run" / "history.json").stat().st_mtime == mtime
+  assert (run_dir / "history.json").stat().st_mtime == mtime
+
+
+def test_unknown_fault_point_is_refused(monkeypatch):
+  monkeypatch.setenv(faults.ENV, "after_lunch")
+  with pytest.raises(ValueError, match="unknown point 'after_lunch'"):
+    faults.point("after_checkpoint")
 
 
 def test_finetune_leaves_batchnorm_statistics_unchanged(tmp_path, small_data_dir,
