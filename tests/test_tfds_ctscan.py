@@ -115,11 +115,21 @@ def test_build_unifies_labels_and_flags_leaks(dirty_dir, tmp_path):
 
 
 def test_audit_reports_every_defect(dirty_dir, tmp_path, capsys):
+  data = dirty_dir / "Data"
+  (data / "train" / ".ipynb_checkpoints").mkdir()
+  (data / "train" / ".ipynb_checkpoints" / "a-checkpoint.png").write_bytes(b"\x89PNG")
+  (data / "train" / ".ipynb_checkpoints" / "b-checkpoint.txt").write_text("x")
+  (data / "README.txt").write_text("Chest CT-Scan images")
+  on_disk = sum(len(names) for _, _, names in os.walk(data))  # counted apart from scan
   result = scan.scan(layout.find_data_root(dirty_dir))
   rep = audit.report(result)
-  assert rep["files_found"] == rep["examples"] + len(rep["ignored"])
+  # 34 generated + 6 the fixture adds + 3 here: every file once.
+  assert rep["files_found"] == on_disk == 34 + 6 + 3
+  assert rep["examples"] == 16 + 2 + 5 + 1 + 13
   assert {i["file"] for i in rep["ignored"]} == {
-      "test/normal/.DS_Store", "test/normal/Thumbs.db", "test/normal/notes.txt"}
+      "test/normal/.DS_Store", "test/normal/Thumbs.db", "test/normal/notes.txt",
+      "train/.ipynb_checkpoints/a-checkpoint.png",
+      "train/.ipynb_checkpoints/b-checkpoint.txt", "README.txt"}
   assert "valid/normal/near_copy.png" in rep["leaked"]
   assert any("valid/normal/near_copy.png" in g for g in rep["near_duplicate_groups"])
   assert any(f"train/{TRAIN_LARGE}/twin.png (large_cell_carcinoma)" in g

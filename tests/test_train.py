@@ -133,25 +133,28 @@ def test_unknown_fault_point_is_refused(monkeypatch):
 
 def test_finetune_leaves_batchnorm_statistics_unchanged(tmp_path, small_data_dir,
                                                         monkeypatch):
-  built = {}
+  built, before = {}, {}
   real_build = model_lib.build_model
-  monkeypatch.setattr(model_lib, "build_model",
-                      lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
+
+  def build_and_snapshot(*a, **k):
+    m = built.setdefault("m", real_build(*a, **k))
+    for layer in m.get_layer(model_lib.BASE_NAME).layers:
+      before[layer.name] = [np.array(w) for w in layer.weights]  # as built, untrained
+    return m
+  monkeypatch.setattr(model_lib, "build_model", build_and_snapshot)
   train.run(_opts(tmp_path, small_data_dir, finetune_layers=-1, head_epochs=0,
                   finetune_lr=1e-2), strategy_lib.make_strategy("cpu"))
-  base = built["m"].get_layer(model_lib.BASE_NAME)
-  fresh = real_build(32, list(model_lib.class_names_of(built["m"])), "none").get_layer(
-      model_lib.BASE_NAME)
   bn_changed = conv_changed = 0
-  for layer, ref in zip(base.layers, fresh.layers):
-    for w, r in zip(layer.weights, ref.weights):
-      diff = not np.allclose(np.asarray(w), np.asarray(r))
+  for layer in built["m"].get_layer(model_lib.BASE_NAME).layers:
+    for w, b in zip(layer.weights, before[layer.name]):
+      diff = not np.allclose(np.asarray(w), b)
       if isinstance(layer, keras.layers.BatchNormalization):
         bn_changed += diff
       else:
         conv_changed += diff
   assert bn_changed == 0
-  assert conv_changed > 0
+  # Trained: most convolution kernels and biases moved (all 53 conv layers are unfrozen).
+  assert conv_changed > 50, conv_changed
 
 
 def test_leak_free_metrics_on_known_fixture():

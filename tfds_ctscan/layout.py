@@ -112,6 +112,20 @@ def is_junk(name: str) -> bool:
   return name in JUNK_NAMES or name.startswith(".") or name.startswith("._")
 
 
+def _files_under(path: pathlib.Path) -> list[pathlib.Path]:
+  """`path` if it is a file, else every file below it, sorted."""
+  if not path.is_dir():
+    return [path]
+  return sorted(pathlib.Path(d) / f for d, _, names in os.walk(path) for f in names)
+
+
+def list_outside_splits(data_root: pathlib.Path) -> list[Ignored]:
+  """Every file in `Data/` that is not inside train/, valid/ or test/ (a README, ...)."""
+  return [Ignored(p.relative_to(data_root).as_posix(), "outside train/, valid/ and test/")
+          for entry in sorted(data_root.iterdir()) if entry.name not in SPLITS
+          for p in _files_under(entry)]
+
+
 def list_split(data_root: pathlib.Path, split: str
                ) -> tuple[list[ImageFile], list[Ignored]]:
   """Lists one split's candidate images and the files ignored in it.
@@ -128,8 +142,9 @@ def list_split(data_root: pathlib.Path, split: str
   unknown = []
   for entry in sorted(split_dir.iterdir()):
     rel = f"{split}/{entry.name}"
-    if is_junk(entry.name):
-      ignored.append(Ignored(rel, "hidden or system file"))
+    if is_junk(entry.name):  # a file, or a folder such as .ipynb_checkpoints/: each file
+      ignored += [Ignored(p.relative_to(data_root).as_posix(), "hidden or system file")
+                  for p in _files_under(entry)]
       continue
     if not entry.is_dir():
       ignored.append(Ignored(rel, "file outside any class folder"))

@@ -56,8 +56,8 @@ def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS,
          threads: int | None = None) -> Scan:
   """Decodes every candidate image under `data_root` (the `Data/` folder), on
   `threads` threads (default: the CPU count); the result does not depend on them."""
-  records, hashes, ignored, unreadable = [], [], [], []
-  files = []
+  records, hashes, unreadable = [], [], []
+  files, ignored = [], layout.list_outside_splits(data_root)
   for split in layout.SPLITS:
     split_files, split_ignored = layout.list_split(data_root, split)
     files += split_files
