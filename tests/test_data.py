@@ -1,6 +1,8 @@
 """The input pipeline: decode/resize eager and in tf.data, padding, sharding, batch checks."""
 
+import hashlib
 import io
+import math
 
 import numpy as np
 from PIL import Image
@@ -39,31 +41,41 @@ def test_not_built_dataset_says_how_to_build(tmp_path):
     data_lib.builder("tfds_ctscan/kaggle", str(tmp_path))
 
 
+def _digest(image) -> str:
+  return hashlib.sha1(np.asarray(image).tobytes()).hexdigest()
+
+
 def test_eval_dataset_covers_each_example_once_across_shards(small_data_dir):
   b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
-  n = b.info.splits["test"].num_examples  # 13
+  n = b.info.splits["test"].num_examples  # 13 distinct images
+  whole = sorted(_digest(ex["image"]) for ex in b.as_dataset(split="test").map(
+      lambda ex: {"image": data_lib.decode_and_resize(
+          tf.io.encode_png(ex["image"]), 16)}).as_numpy_iterator())
+  assert len(set(whole)) == n
   seen, steps = [], []
   for shard in range(2):
     batches = list(data_lib.eval_dataset(b, "test", 16, 3, 1, 2, shard).as_numpy_iterator())
     steps.append(len(batches))
     for batch in batches:
       assert batch["image"].shape == (3, 16, 16, 3)  # static, full batches
-      seen += [int(l) * 1000 + i for i, (l, w) in enumerate(zip(batch["label"], batch["weight"])) if w]
-    weights = np.concatenate([x["weight"] for x in batches])
-    assert weights.sum() == n // 2 + (1 if shard < n % 2 else 0)
-  assert steps[0] == steps[1] == data_lib.eval_steps(n, 3, 2)
+      seen += [_digest(img) for img, w in zip(batch["image"], batch["weight"]) if w]
+      assert not batch["image"][batch["weight"] == 0].any()  # padding is blank
+  assert sorted(seen) == whole  # every example, once, over both shards
+  assert steps[0] == steps[1] == math.ceil(math.ceil(n / 2) / 3)  # 7 per shard at most
 
 
-def test_train_shards_are_disjoint(small_data_dir):
+def test_train_shards_are_disjoint_and_cover_the_split(small_data_dir):
   b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
-  names = []
+  n = b.info.splits["train"].num_examples  # 16 distinct images: 8 a shard, 2 batches of 4
+  shards = []
   for shard in range(2):
-    ds = b.as_dataset(split="train", shuffle_files=False).shard(2, shard)
-    names.append({ex["file_name"] for ex in ds.as_numpy_iterator()})
-  assert names[0].isdisjoint(names[1])
-  assert len(names[0] | names[1]) == b.info.splits["train"].num_examples
-  batch = next(iter(data_lib.train_dataset(b, "train", 24, 4, seed=0, num_shards=2, shard=1)))
-  assert batch["image"].shape == (4, 24, 24, 3) and batch["image"].dtype == tf.uint8
+    it = iter(data_lib.train_dataset(b, "train", 24, 4, seed=0, num_shards=2, shard=shard))
+    batches = [next(it) for _ in range(2)]  # one epoch of this shard
+    assert batches[0]["image"].shape == (4, 24, 24, 3)
+    assert batches[0]["image"].dtype == tf.uint8
+    shards.append({_digest(img) for batch in batches for img in batch["image"]})
+  assert len(shards[0]) == len(shards[1]) == n // 2
+  assert shards[0].isdisjoint(shards[1])
 
 
 def test_gcs_data_dir_passes_through_untouched(monkeypatch):
