@@ -12,11 +12,12 @@ NAMES = list(layout.CLASS_NAMES)
 
 def test_preprocessing_is_resnet_caffe_mode():
   layer = model_lib.ResNetPreprocess()
-  x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-  expected = keras.applications.resnet50.preprocess_input(x.copy())
-  np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-6, atol=1e-4)
-  # caffe mode: BGR minus the ImageNet mean, no 1/255 scaling
-  np.testing.assert_allclose(np.asarray(layer(x))[..., 0], x[..., 2] - 103.939, atol=1e-4)
+  # Caffe mode (Keras ResNet50's documented preprocessing): RGB -> BGR, minus the
+  # ImageNet BGR mean (103.939, 116.779, 123.68), no 1/255 scaling.
+  x = np.array([[[[10, 20, 30], [255, 0, 128]]]], "float32")  # 1 x 1 x 2 x RGB
+  expected = [[[[30 - 103.939, 20 - 116.779, 10 - 123.68],
+                [128 - 103.939, 0 - 116.779, 255 - 123.68]]]]
+  np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-4)
 
 
 def test_mixed_precision_output_is_float32():
@@ -36,14 +37,39 @@ def test_head_phase_trains_only_the_head():
   assert names == {"fc1", "fc2", "logits"}
 
 
+# From ResNet50's architecture: a bottleneck block is 10 layers (1_conv 1_bn 1_relu 2_conv
+# 2_bn 2_relu 3_conv 3_bn add out), a stage's first block 12 (+ 0_conv 0_bn). The top 50
+# = conv5 (12 + 10 + 10) + conv4_block6 (10) + the last 8 of conv4_block5 (from 1_relu).
+TOP_50_CONVS = {"conv4_block5_2_conv", "conv4_block5_3_conv",
+                *(f"conv4_block6_{i}_conv" for i in (1, 2, 3)),
+                *(f"conv5_block1_{i}_conv" for i in (0, 1, 2, 3)),
+                *(f"conv5_block{b}_{i}_conv" for b in (2, 3) for i in (1, 2, 3))}
+
+
+@pytest.mark.parametrize("n,expected", [
+    (0, set()), (1, set()),  # conv5_block3_out has no weights
+    (5, {"conv5_block3_3_conv"}),  # out, add, 3_bn, 3_conv, 2_relu
+    (10, {"conv5_block3_1_conv", "conv5_block3_2_conv", "conv5_block3_3_conv"}),
+    (50, TOP_50_CONVS)])
+def test_unfreeze_top_exact_layers(n, expected):
+  m = model_lib.build_model(32, NAMES, weights="none")
+  assert set(model_lib.unfreeze_top(m, n)) == expected
+  trainable = {v.path.split("/")[0] for v in m.trainable_variables}
+  assert trainable == expected | {"fc1", "fc2", "logits"}
+
+
+def test_unfreeze_all_but_batchnorm():
+  m = model_lib.build_model(32, NAMES, weights="none")
+  unfrozen = model_lib.unfreeze_top(m, -1)
+  assert len(unfrozen) == 53 and all(u.endswith("_conv") for u in unfrozen)  # 1 + 16*3 + 4
+
+
 def test_unfreeze_top_exact_layers_and_batchnorm_frozen():
   m = model_lib.build_model(32, NAMES, weights="none")
   base = m.get_layer(model_lib.BASE_NAME)
   unfrozen = model_lib.unfreeze_top(m, 50)
   top = base.layers[-50:]
-  expected = [l.name for l in top
-              if l.weights and not isinstance(l, keras.layers.BatchNormalization)]
-  assert unfrozen == expected and len(expected) > 0
+  assert set(unfrozen) == TOP_50_CONVS
   for layer in base.layers:
     if isinstance(layer, keras.layers.BatchNormalization):
       assert not layer.trainable, layer.name
