@@ -7,17 +7,44 @@ import tensorflow as tf
 from ctdist import strategy as strategy_lib
 
 
-def test_cpu_and_one_device_without_gpu():
-  for name in ("cpu", "one_device", "auto"):
+GPUS = tf.config.list_logical_devices("GPU")
+NO_GPU_HOST = pytest.mark.skipif(bool(GPUS), reason="this host has a GPU: auto, one_device "
+                                 "and mirrored pick it (tested by the GPU variants)")
+GPU_HOST = pytest.mark.skipif(not GPUS, reason="needs a GPU")
+
+
+def test_cpu_is_one_cpu_device_on_any_host():
+  s = strategy_lib.make_strategy("cpu")
+  assert isinstance(s, tf.distribute.OneDeviceStrategy)
+  assert "CPU" in s.extended.worker_devices[0].upper()
+
+
+@NO_GPU_HOST
+def test_one_device_and_auto_fall_back_to_the_cpu():
+  for name in ("one_device", "auto"):
     s = strategy_lib.make_strategy(name)
     assert isinstance(s, tf.distribute.OneDeviceStrategy), name
     assert "CPU" in s.extended.worker_devices[0].upper()
 
 
+@GPU_HOST
+def test_one_device_and_auto_use_the_gpu():
+  assert "GPU" in strategy_lib.make_strategy("one_device").extended.worker_devices[0].upper()
+  auto = strategy_lib.make_strategy("auto")
+  assert auto.num_replicas_in_sync == len(GPUS)
+  assert all("GPU" in d.upper() for d in auto.extended.worker_devices)
+
+
+@NO_GPU_HOST
 def test_mirrored_uses_every_logical_cpu_without_gpu():
   s = strategy_lib.make_strategy("mirrored")
   assert isinstance(s, tf.distribute.MirroredStrategy)
   assert s.num_replicas_in_sync == 2  # conftest splits the CPU in two
+
+
+@GPU_HOST
+def test_mirrored_uses_every_gpu():
+  assert strategy_lib.make_strategy("mirrored").num_replicas_in_sync == len(GPUS)
 
 
 def test_unknown_name_lists_valid_ones():
