@@ -37,22 +37,24 @@ def tf_config(ports: list[int], index: int) -> str:
                      "task": {"type": "worker", "index": index}})
 
 
-def _stream(proc: subprocess.Popen, prefix: str, out) -> None:
+# gRPC's words when a port was taken between `free_ports` and the worker binding it.
+PORT_TAKEN = "Address already in use"
+
+
+def _stream(proc: subprocess.Popen, prefix: str, out, seen: dict) -> None:
   for line in iter(proc.stdout.readline, ""):
+    if PORT_TAKEN in line:
+      seen["port_taken"] = True
     out.write(f"{prefix} {line}")
     out.flush()
 
 
-def launch(num_workers: int, train_args: list[str], env: dict | None = None,
-           python: str = sys.executable, out=sys.stdout, poll_s: float = 0.5,
-           grace_s: float = 10.0) -> int:
-  """Runs the cluster to completion; returns 0 if every worker exited 0.
-
-  When one worker exits non-zero, the others cannot finish (their collectives
-  wait for it): they are terminated and the lost worker is named on stderr.
-  """
+def _run_once(num_workers: int, train_args: list[str], env: dict | None, python: str,
+              out, poll_s: float, grace_s: float) -> tuple[int | None, bool]:
+  """One cluster start: (index of the first failed worker or None, whether a port was
+  taken before the workers could bind it)."""
   ports = free_ports(num_workers)
-  procs, threads = [], []
+  procs, threads, seen = [], [], {}
   for i in range(num_workers):
     worker_env = dict(env or os.environ, TF_CONFIG=tf_config(ports, i),
                       PYTHONUNBUFFERED="1")
@@ -61,7 +63,7 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
                             stderr=subprocess.STDOUT, text=True)
     print(f"local_cluster: worker-{i} pid {proc.pid} TF_CONFIG {worker_env['TF_CONFIG']}",
           file=out, flush=True)
-    t = threading.Thread(target=_stream, args=(proc, f"[worker-{i}]", out), daemon=True)
+    t = threading.Thread(target=_stream, args=(proc, f"[worker-{i}]", out, seen), daemon=True)
     t.start()
     procs.append(proc)
     threads.append(t)
@@ -75,10 +77,6 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
   if failed is None:
     failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
   if failed is not None:
-    code = procs[failed].returncode
-    print(f"local_cluster: worker-{failed} (pid {procs[failed].pid}) exited with code "
-          f"{code}; stopping the other workers. Re-run the same command to resume "
-          "from the chief's last checkpoint.", file=sys.stderr)
     for p in procs:
       if p.poll() is None:
         p.terminate()
@@ -91,7 +89,37 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
         p.wait()
   for t in threads:
     t.join(timeout=5)
-  return 0 if failed is None else 1
+  if failed is not None:
+    code = procs[failed].returncode
+    print(f"local_cluster: worker-{failed} (pid {procs[failed].pid}) exited with code "
+          f"{code}; stopped the other workers.", file=sys.stderr)
+  return failed, bool(seen.get("port_taken"))
+
+
+def launch(num_workers: int, train_args: list[str], env: dict | None = None,
+           python: str = sys.executable, out=None, poll_s: float = 0.5,
+           grace_s: float = 10.0, port_attempts: int = 3) -> int:
+  """Runs the cluster to completion; returns 0 if every worker exited 0.
+
+  When one worker exits non-zero, the others cannot finish (their collectives
+  wait for it): they are terminated and the lost worker is named on stderr. A start
+  that failed because another process took a port first is retried on new ports
+  (up to `port_attempts` starts); the retry resumes from any checkpoint written.
+  """
+  out = out or sys.stdout
+  for attempt in range(1, port_attempts + 1):
+    failed, port_taken = _run_once(num_workers, train_args, env, python, out, poll_s,
+                                   grace_s)
+    if failed is None:
+      return 0
+    if not (port_taken and attempt < port_attempts):
+      break
+    print(f"local_cluster: a port was taken before a worker could bind it; starting "
+          f"again on new ports (attempt {attempt + 1} of {port_attempts})",
+          file=sys.stderr)
+  print("local_cluster: re-run the same command to resume from the chief's last "
+        "checkpoint.", file=sys.stderr)
+  return 1
 
 
 def main(argv=None) -> int:

@@ -5,6 +5,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pathlib
+import re
+import signal
+import subprocess
+import threading
+import time
 
 import pytest
 import tensorflow as tf
@@ -47,3 +52,83 @@ def small_data_dir(tmp_path_factory) -> str:
   tfds.builder("tfds_ctscan/kaggle", data_dir=str(data_dir)).download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(root / "manual")))
   return str(data_dir)
+
+
+class Process:
+  """A child process whose output is read all along (a full pipe never blocks it) and
+  whose whole process group is killed when the test ends, however it ends."""
+
+  def __init__(self, cmd, **kwargs):
+    self.popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, start_new_session=True, **kwargs)
+    self._lines = []
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
+
+  def _read(self):
+    for line in self.popen.stdout:
+      self._lines.append(line)
+
+  @property
+  def output(self) -> str:
+    return "".join(self._lines)
+
+  def wait_for(self, pattern: str, timeout: float) -> re.Match:
+    """The first match of `pattern` in the output; fails if the process exits or time
+    runs out first."""
+    deadline = time.monotonic() + timeout
+    while True:
+      m = re.search(pattern, self.output)
+      if m:
+        return m
+      if self.popen.poll() is not None:
+        self._reader.join(5)
+        m = re.search(pattern, self.output)
+        if m:
+          return m
+        raise AssertionError(f"exited with {self.popen.returncode} before printing "
+                             f"{pattern!r}:\n{self.output[-3000:]}")
+      if time.monotonic() > deadline:
+        raise AssertionError(f"{pattern!r} not printed in {timeout} s:\n{self.output[-3000:]}")
+      time.sleep(0.2)
+
+  def wait_until(self, condition, timeout: float, what: str) -> None:
+    """Polls `condition()` while the process runs; fails if it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+      if self.popen.poll() is not None:
+        raise AssertionError(f"exited with {self.popen.returncode} before {what}:\n"
+                             f"{self.output[-3000:]}")
+      if time.monotonic() > deadline:
+        raise AssertionError(f"no {what} in {timeout} s:\n{self.output[-3000:]}")
+      time.sleep(0.5)
+
+  def wait(self, timeout: float) -> int:
+    """The exit code; on timeout the process group is killed and the test fails."""
+    try:
+      self.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+      self.kill()
+      raise AssertionError(f"still running after {timeout} s:\n{self.output[-3000:]}")
+    self._reader.join(10)
+    return self.popen.returncode
+
+  def kill(self) -> None:
+    try:
+      os.killpg(self.popen.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+      pass
+    self.popen.wait()
+
+
+@pytest.fixture
+def spawn():
+  """spawn(cmd, **popen_kwargs) -> Process; every process is killed at teardown."""
+  started = []
+
+  def start(cmd, **kwargs):
+    started.append(Process(cmd, **kwargs))
+    return started[-1]
+  yield start
+  for p in started:
+    p.kill()

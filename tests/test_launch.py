@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -24,20 +23,20 @@ def _env(tmp_path):
               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
 
-def _cluster(tmp_path, data_dir, model_dir, extra=(), timeout=900):
+def _cluster(spawn, tmp_path, data_dir, model_dir, extra=()):
   cmd = [sys.executable, "-m", "launch.local_cluster", "--workers=2", "--",
          f"--data_dir={data_dir}", f"--model_dir={model_dir}", *TRAIN_FLAGS, *extra]
-  return subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return spawn(cmd, cwd=ROOT, env=_env(tmp_path))
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, small_data_dir):
+def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, small_data_dir, spawn):
   model_dir = tmp_path / "run"
-  proc = _cluster(tmp_path, small_data_dir, model_dir,
+  proc = _cluster(spawn, tmp_path, small_data_dir, model_dir,
                   ["--head_epochs=1", "--finetune_epochs=1"])
-  out, _ = proc.communicate(timeout=900)
-  assert proc.returncode == 0, out[-5000:]
+  code = proc.wait(900)
+  out = proc.output
+  assert code == 0, out[-5000:]
   checksums = dict(re.findall(r"\[(worker-\d)\].*(?:worker-\d): final weights checksum (\w+)", out))
   assert set(checksums) == {"worker-0", "worker-1"}, out[-3000:]
   assert checksums["worker-0"] == checksums["worker-1"]
@@ -57,60 +56,42 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, small_dat
   assert json.loads((model_dir / "metrics.json").read_text())["run"]["workers"] == 2
 
 
-def _wait_for_checkpoint(model_dir: pathlib.Path, proc, timeout=600):
-  state = model_dir / "checkpoints" / "checkpoint"
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if state.exists():
-      return
-    if proc.poll() is not None:
-      raise AssertionError(f"exited early with {proc.returncode}: {proc.stdout.read()[-3000:]}")
-    time.sleep(0.5)
-  raise AssertionError("no checkpoint written in time")
+def _checkpointed(model_dir: pathlib.Path):
+  return lambda: (model_dir / "checkpoints" / "checkpoint").exists()
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_resumes_without_losing_or_repeating_epochs(tmp_path, small_data_dir):
+def test_kill_9_then_rerun_resumes_without_losing_or_repeating_epochs(tmp_path, small_data_dir,
+                                                                      spawn):
   model_dir = tmp_path / "run"
   cmd = [sys.executable, "-m", "ctdist.train", "--strategy=cpu", f"--data_dir={small_data_dir}",
          f"--model_dir={model_dir}", *TRAIN_FLAGS, "--head_epochs=3", "--finetune_epochs=1",
          "--patience=10", "--checkpoint_every_steps=2", "--noexport"]
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-  _wait_for_checkpoint(model_dir, proc)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  rerun = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True,
-                         timeout=900)
-  assert rerun.returncode == 0, rerun.stderr[-5000:]
-  assert "resumed from" in rerun.stderr
+  proc = spawn(cmd, cwd=ROOT, env=_env(tmp_path))
+  proc.wait_until(_checkpointed(model_dir), 600, "checkpoint")
+  proc.kill()  # SIGKILL: no clean-up of any kind
+  rerun = spawn(cmd, cwd=ROOT, env=_env(tmp_path))
+  assert rerun.wait(900) == 0, rerun.output[-5000:]
+  assert "resumed from" in rerun.output
   history = json.loads((model_dir / "history.json").read_text())
   assert [(h["phase"], h["epoch"]) for h in history] == [
       ("head", 1), ("head", 2), ("head", 3), ("finetune", 1)]
 
 
 @pytest.mark.slow
-def test_killed_worker_stops_the_cluster_and_a_restart_resumes(tmp_path, small_data_dir):
+def test_killed_worker_stops_the_cluster_and_a_restart_resumes(tmp_path, small_data_dir,
+                                                               spawn):
   model_dir = tmp_path / "run"
   extra = ["--head_epochs=2", "--finetune_epochs=1", "--patience=10", "--noexport"]
-  proc = _cluster(tmp_path, small_data_dir, model_dir, extra)
-  pids = {}
-  lines = []
-  while len(pids) < 2:
-    line = proc.stdout.readline()
-    lines.append(line)
-    m = re.match(r"local_cluster: (worker-\d) pid (\d+)", line)
-    if m:
-      pids[m.group(1)] = int(m.group(2))
-  _wait_for_checkpoint(model_dir, proc)
-  os.kill(pids["worker-1"], signal.SIGKILL)
-  out, _ = proc.communicate(timeout=300)
-  assert proc.returncode != 0
-  assert "worker-1" in out and "exited with code -9" in out
-  restart = _cluster(tmp_path, small_data_dir, model_dir, extra)
-  out, _ = restart.communicate(timeout=900)
-  assert restart.returncode == 0, out[-5000:]
-  assert "resumed from" in out
+  proc = _cluster(spawn, tmp_path, small_data_dir, model_dir, extra)
+  worker_1 = int(proc.wait_for(r"local_cluster: worker-1 pid (\d+)", 120).group(1))
+  proc.wait_until(_checkpointed(model_dir), 600, "checkpoint")
+  os.kill(worker_1, signal.SIGKILL)
+  assert proc.wait(300) != 0
+  assert "worker-1" in proc.output and "exited with code -9" in proc.output
+  restart = _cluster(spawn, tmp_path, small_data_dir, model_dir, extra)
+  assert restart.wait(900) == 0, restart.output[-5000:]
+  assert "resumed from" in restart.output
   history = json.loads((model_dir / "history.json").read_text())
   assert [(h["phase"], h["epoch"]) for h in history] == [
       ("head", 1), ("head", 2), ("finetune", 1)]
@@ -154,3 +135,35 @@ def test_notebook_python_cells_compile():
       skip = is_shell and line.rstrip().endswith("\\")
       lines.append("pass" if is_shell else line)
     compile("\n".join(lines), f"cell {i}", "exec")
+
+
+def _fake_python(tmp_path, body: str) -> str:
+  """An executable that stands in for `python -m ctdist.train` in launch.local_cluster."""
+  script = tmp_path / "fake_python"
+  script.write_text("#!/bin/sh\necho start >> \"$STARTS\"\n" + body)
+  script.chmod(0o755)
+  return str(script)
+
+
+def test_cluster_retries_on_new_ports_when_a_port_was_taken(tmp_path, capsys):
+  from launch import local_cluster  # pylint: disable=g-import-not-at-top
+  marker = tmp_path / "taken_once"
+  python = _fake_python(tmp_path, f"""
+if [ ! -e {marker} ]; then touch {marker}
+  echo "E0000 server.cc] Failed to add :12345: Address already in use"; exit 1; fi
+exit 0
+""")
+  env = dict(os.environ, STARTS=str(tmp_path / "starts"))
+  assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05) == 0
+  assert len((tmp_path / "starts").read_text().split()) == 4  # two starts of two workers
+  assert "starting again on new ports (attempt 2 of 3)" in capsys.readouterr().err
+
+
+def test_cluster_does_not_retry_other_failures(tmp_path, capsys):
+  from launch import local_cluster  # pylint: disable=g-import-not-at-top
+  python = _fake_python(tmp_path, "echo 'ValueError: bad flag'; exit 3\n")
+  env = dict(os.environ, STARTS=str(tmp_path / "starts"))
+  assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05) == 1
+  assert len((tmp_path / "starts").read_text().split()) == 2  # one start only
+  err = capsys.readouterr().err
+  assert "exited with code 3" in err and "re-run the same command to resume" in err
