@@ -46,11 +46,16 @@ def test_deterministic_xla_runs_repeat_exactly_and_follow_the_schedule(tmp_path,
            "--lr_schedule=cosine", "--warmup_epochs=0.5", "--weight_decay=0.05",
            "--label_smoothing=0.1", "--clip_norm=1", "--deterministic", "--jit_compile",
            "--noexport"]
-  runs = []
-  for name in ("a", "b"):
-    done = _train(tmp_path / name, small_data_dir, *flags)
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs.append(tmp_path / name)
+  done = _train(tmp_path / "a", small_data_dir, *flags)
+  assert done.returncode == 0, done.stderr[-3000:]
+  # The second run is the first one's flags.txt alone (then a new model_dir): the flag
+  # file a run writes must reproduce it.
+  done = subprocess.run(
+      [sys.executable, "-m", "ctdist.train", f"--flagfile={tmp_path / 'a' / 'flags.txt'}",
+       f"--model_dir={tmp_path / 'b'}"], cwd=ROOT, env=_env(), capture_output=True,
+      text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  runs = [tmp_path / "a", tmp_path / "b"]
   a, b = (json.loads((r / "history.json").read_text()) for r in runs)
   assert len(a) == 2
   assert _without_timing(a) == _without_timing(b)

@@ -1,0 +1,102 @@
+"""The evaluate and predict command lines and the exported SavedModel, as a user meets
+them: subprocesses, exit codes, printed JSON, files written."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctdist import model as model_lib
+from tfds_ctscan import layout
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args, timeout=600):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
+  """One small training through the CLI, SavedModel exported."""
+  out = tmp_path_factory.mktemp("cli") / "run"
+  done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={small_data_dir}",
+              f"--model_dir={out}", "--weights=none", "--image_size=32", "--batch_size=4",
+              "--head_epochs=1", "--finetune_epochs=1", "--finetune_layers=5", "--export",
+              timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return out
+
+
+def _image(small_data_dir, rel) -> pathlib.Path:
+  """A file of the fixture's Kaggle folder (written beside the TFDS data_dir)."""
+  matches = sorted((pathlib.Path(small_data_dir).parent / "manual" / "Data").glob(rel + ".*"))
+  assert matches, rel
+  return matches[0]
+
+
+@pytest.mark.slow
+def test_evaluate_cli_scores_the_split_whole_and_leak_free(run_dir):
+  (run_dir / "metrics_test.json").unlink()
+  done = _run("ctdist.evaluate", f"--model_dir={run_dir}", "--split=test")
+  assert done.returncode == 0, done.stderr[-3000:]
+  report = json.loads((run_dir / "metrics_test.json").read_text())
+  # The fixture's test split: 13 images, 7 normal of which int(0.15 * 7) = 1 is a copy.
+  assert report["num_leaked"] == 1
+  assert report["all"]["num_examples"] == 13 and report["leak_free"]["num_examples"] == 12
+  assert "tfds_ctscan/kaggle test: 1 leaked example(s) excluded" in done.stdout
+  assert f"{report['all']['accuracy']:.3f}" in done.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_cli_refuses_a_model_trained_on_other_classes(run_dir, tmp_path):
+  other = tmp_path / "other"
+  other.mkdir()
+  shutil.copy(run_dir / "flags.txt", other / "flags.txt")
+  permuted = ["normal", "adenocarcinoma", "squamous_cell_carcinoma", "large_cell_carcinoma"]
+  model_lib.build_model(32, permuted, weights="none").save(other / "model.keras")
+  done = _run("ctdist.evaluate", f"--model_dir={other}")
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      f"error: model classes {permuted} differ from dataset classes")
+  assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_predict_cli_json_and_exit_codes(run_dir, small_data_dir, tmp_path):
+  good = _image(small_data_dir, "test/normal/0003")
+  bad = tmp_path / "notes.png"
+  bad.write_text("not an image")
+  done = _run("ctdist.predict", f"--model={run_dir / 'model.keras'}", "--json",
+              str(good), str(bad))
+  assert done.returncode == 1  # one file could not be classified
+  results = json.loads(done.stdout)
+  assert [r["file"] for r in results] == [str(good), str(bad)]
+  probs = results[0]["probabilities"]
+  assert list(probs) == list(layout.CLASS_NAMES)
+  assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+  assert results[0]["label"] == max(probs, key=probs.get)
+  assert "notes.png" in results[1]["error"]
+  missing = _run("ctdist.predict", f"--model={tmp_path / 'none.keras'}", str(good))
+  assert missing.returncode == 2
+  assert missing.stderr.strip().splitlines()[-1].startswith(
+      f"error: --model={tmp_path / 'none.keras'}: no such file")
+
+
+@pytest.mark.slow
+def test_saved_model_serves_what_model_keras_predicts(run_dir, small_data_dir):
+  images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+  expected = keras.saving.load_model(run_dir / "model.keras")(images).numpy()
+  served = tf.saved_model.load(str(run_dir / "saved_model"))
+  out = served.serve(tf.constant(images))
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
+  assert np.asarray(out).shape == (3, 4)
