@@ -207,3 +207,23 @@ def test_metrics_table_columns_line_up_for_long_class_names():
   assert "squamous_cell_carcinoma precision" in metrics.render(rep, names)
   # Every value ends in the same two columns: the rows are as long as the header.
   assert {len(r) for r in metric_rows} == {len(rows[0])}
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path, small_data_dir):
+  # A learning rate far too high for 16 images: validation loss swings, so patience 1
+  # stops the phase early, and the stopped epoch is worse than the best by definition.
+  opts = _opts(tmp_path, small_data_dir, head_epochs=0, finetune_epochs=8,
+               finetune_layers=-1, finetune_lr=0.1, patience=1)
+  train.run(opts, strategy_lib.make_strategy("cpu"))
+  history = json.loads((tmp_path / "run" / "history.json").read_text())
+  assert 2 <= len(history) < 8, [h["val_loss"] for h in history]
+  losses = [h["val_loss"] for h in history]
+  assert losses[-1] >= min(losses[:-1])  # the epoch that stopped it did not improve
+  # model.keras holds the best epoch's weights: its validation loss is the best one.
+  from ctdist import evaluate  # pylint: disable=g-import-not-at-top
+  from ctdist import data as data_lib  # pylint: disable=g-import-not-at-top
+  model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+  labels, probs, _ = evaluate.predict_split(
+      model, data_lib.builder("tfds_ctscan/kaggle", small_data_dir), "valid", 4)
+  loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, probs)))
+  assert loss == pytest.approx(min(losses), rel=1e-4)
