@@ -139,3 +139,18 @@ def test_from_scratch_starts_at_uniform_predictions():
   assert not np.any(np.asarray(base.get_layer("conv2_block1_0_bn").gamma) == 0)  # shortcut
   x = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
   np.testing.assert_allclose(np.asarray(m(x, training=True)), 0.25, atol=1e-6)
+
+
+def test_weights_from_a_local_h5_file_are_loaded(tmp_path):
+  # The published ImageNet file is a Keras 2 HDF5 of the no-top ResNet50; tf_keras
+  # (Keras 2) writes the same format, here with random weights.
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  k2 = tf_keras.applications.ResNet50(include_top=False, weights=None,
+                                      input_shape=(32, 32, 3))
+  path = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+  k2.save_weights(str(path))
+  base = model_lib.build_model(32, NAMES, weights=str(path)).get_layer(model_lib.BASE_NAME)
+  for name in ("conv1_conv", "conv3_block2_2_conv", "conv5_block3_3_conv",
+               "conv5_block3_3_bn"):
+    for mine, theirs in zip(base.get_layer(name).weights, k2.get_layer(name).weights):
+      np.testing.assert_array_equal(np.asarray(mine), theirs.numpy(), err_msg=name)

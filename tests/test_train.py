@@ -227,3 +227,12 @@ def test_early_stopping_restores_the_best_epoch(tmp_path, small_data_dir):
       model, data_lib.builder("tfds_ctscan/kaggle", small_data_dir), "valid", 4)
   loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, probs)))
   assert loss == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_balanced_class_weights_by_hand():
+  # The Kaggle train split: 195 adenocarcinoma, 115 large cell, 148 normal, 155 squamous;
+  # weight = 613 / (4 x count).
+  assert train.balanced_weights([195, 115, 148, 155]) == pytest.approx(
+      (613 / 780, 613 / 460, 613 / 592, 613 / 620))
+  with pytest.raises(ValueError, match=r"\[3.0, 0.0\] include an empty class"):
+    train.balanced_weights([3, 0])
