@@ -176,12 +176,14 @@ def test_leak_free_metrics_on_known_fixture():
 
 
 def test_predict_uses_the_models_class_order(tmp_path):
-  names = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
+  # Not alphabetical: code that assumed the dataset's (alphabetical) order would name
+  # output 1 "large_cell_carcinoma" and output 3 "squamous_cell_carcinoma".
+  names = ["normal", "squamous_cell_carcinoma", "adenocarcinoma", "large_cell_carcinoma"]
   m = model_lib.build_model(32, names, weights="none")
   logits = m.get_layer("logits")
   kernel, bias = logits.get_weights()
   bias[:] = 0
-  bias[2] = 50.0  # always "normal"
+  bias[1] = 50.0  # always output 1: "squamous_cell_carcinoma" in this model
   logits.set_weights([np.zeros_like(kernel), bias])
   path = tmp_path / "model.keras"
   m.save(str(path))
@@ -192,9 +194,12 @@ def test_predict_uses_the_models_class_order(tmp_path):
   bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
   results = predict.predict_files(predict.load(str(path)), [str(bad), str(good)])
   assert "error" in results[0] and "broken.png" in results[0]["error"]
-  assert results[1]["label"] == "normal"
+  assert results[1]["label"] == "squamous_cell_carcinoma"
   assert list(results[1]["probabilities"]) == names
-  assert results[1]["probabilities"]["normal"] > 0.99
+  assert results[1]["probabilities"]["squamous_cell_carcinoma"] > 0.99
+  table = predict.render(results, model_lib.class_names_of(predict.load(str(path))))
+  header = table.splitlines()[0].split()
+  assert header[2:] == names  # columns in the model's order
 
 
 def test_metrics_table_columns_line_up_for_long_class_names():
