@@ -27,13 +27,18 @@ def _run(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
-  """One small training through the CLI, SavedModel exported."""
-  out = tmp_path_factory.mktemp("cli") / "run"
-  done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={small_data_dir}",
-              f"--model_dir={out}", "--weights=none", "--image_size=32", "--batch_size=4",
-              "--head_epochs=1", "--finetune_epochs=1", "--finetune_layers=5", "--export",
-              timeout=900)
+  """One small training through the CLI, SavedModel exported; the dataset is built by
+  train itself from the Kaggle-layout folder given as --manual_dir."""
+  root = tmp_path_factory.mktemp("cli")
+  manual = pathlib.Path(small_data_dir).parent / "manual"
+  out = root / "run"
+  done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={root / 'tfds'}",
+              f"--manual_dir={manual}", f"--model_dir={out}", "--weights=none",
+              "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
+              "--finetune_layers=5", "--export", timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert f"building tfds_ctscan/kaggle in {root / 'tfds'}" in done.stderr
+  assert "built tfds_ctscan/kaggle: test 13, train 16, valid 5" in done.stderr
   return out
 
 

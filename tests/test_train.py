@@ -1,12 +1,16 @@
 """The trainer end to end on small data: strategies, precisions, resume, outputs."""
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from ctdist import augment
 from ctdist import faults
 from ctdist import loop
 from ctdist import metrics
@@ -14,6 +18,8 @@ from ctdist import model as model_lib
 from ctdist import predict
 from ctdist import strategy as strategy_lib
 from ctdist import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 FAST = dict(image_size=32, batch_size=4, head_epochs=1, finetune_epochs=1,
             weights="none", finetune_layers=5, export=False)
@@ -241,3 +247,22 @@ def test_balanced_class_weights_by_hand():
       (613 / 780, 613 / 460, 613 / 592, 613 / 620))
   with pytest.raises(ValueError, match=r"\[3.0, 0.0\] include an empty class"):
     train.balanced_weights([3, 0])
+
+
+def test_augment_flags_reach_the_augmenter():
+  # The real flag definitions and parsing, in a process of their own (absl's FLAGS is
+  # global); each flag must land in the field of its name.
+  code = ("import dataclasses, json; from absl import flags; from ctdist import train; "
+          "train._define_flags(); flags.FLAGS(['train', '--model_dir=run', "
+          "'--augment_rotation=7', '--augment_zoom=0.11', '--augment_shift=0', "
+          "'--augment_brightness=0.33', '--noaugment_flip']); "
+          "print(json.dumps(dataclasses.asdict(train.options_from_flags(flags.FLAGS)"
+          ".augmentation)))")
+  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  cfg = augment.AugmentConfig(**json.loads(done.stdout.splitlines()[-1]))
+  assert (cfg.rotation_deg, cfg.zoom, cfg.shift, cfg.brightness, cfg.flip) == (
+      7.0, 0.11, 0.0, 0.33, False)
+  layers = [type(l).__name__ for l in augment.build_augmenter(cfg, seed=1).layers]
+  assert layers == ["RandomRotation", "RandomZoom", "RandomBrightness"]  # shift 0, no flip
