@@ -125,3 +125,27 @@ def test_predict_table_keeps_whole_file_and_class_names():
   header, row = table[0].split(), table[1].split()
   assert header == ["file", "prediction", *names]
   assert row == [path, "large_cell_carcinoma", "0.125", "0.750", "0.062", "0.062"]
+
+
+@pytest.mark.slow
+def test_make_demo_end_to_end_with_a_short_recipe(tmp_path):
+  # The Makefile's demo target as a user runs it (write, audit, train, predict), with the
+  # recipe cut to one epoch without XLA; the full recipe is the test above.
+  venv = pathlib.Path(sys.executable).parent.parent
+  run = tmp_path / "demo"
+  flags = (f"--flagfile={DEMO_FLAGS} --finetune_epochs=1 --nojit_compile "
+           f"--data_dir={run}/tensorflow_datasets --model_dir={run}/model")
+  done = subprocess.run(
+      ["make", "-s", "demo", f"VENV={venv}", "-o", f"{venv}/.installed", f"RUN_DIR={run}",
+       f"DEMO_FLAGS={flags}"], cwd=ROOT, env=_env(), capture_output=True, text=True,
+      timeout=1200)
+  assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+  audit = json.loads((run / "audit.json").read_text())
+  assert len(audit["leaked"]) == 9  # 15 % of the 13 valid and 54 test normals: 1 + 8
+  assert "test split, whole and leak-free" in done.stderr
+  rows = [l.split() for l in done.stdout.splitlines() if l.startswith(str(run))]
+  assert [r[0] for r in rows] == [f"{run}/files/Data/test/large.cell.carcinoma/0000.png",
+                                  f"{run}/files/Data/test/normal/0020.png"]
+  assert all(r[1] in ("adenocarcinoma", "large_cell_carcinoma", "normal",
+                      "squamous_cell_carcinoma") for r in rows)
+  assert not NOISE.search(done.stderr), NOISE.search(done.stderr).group(0)
