@@ -201,12 +201,12 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
         if i < n_leak:
           leak_slots.append((folder, i))
         else:
-          jobs.append((folder, _image_rng(seed, split, label, i), label, i))
-  names = list(parallel.ordered_map(lambda job: _write_image(*job, size_range), jobs,
+          jobs.append((split, folder, _image_rng(seed, split, label, i), label, i))
+  names = list(parallel.ordered_map(lambda job: _write_image(*job[1:], size_range), jobs,
                                     threads))
   # Copies of train "normal" images, as the real release has in valid and test.
-  train_normals = [job[0] / name for job, name in zip(jobs, names)
-                   if job[0].parent.name == "train" and job[2] == "normal"]
+  train_normals = [folder / name for (split, folder, _, label, _), name in zip(jobs, names)
+                   if split == "train" and label == "normal"]
   if leak_slots and not train_normals:
     raise ValueError(f"counts {counts} ask for copies of train normal images, "
                      "but there are none: give train some 'normal' images")
