@@ -28,8 +28,9 @@ demo: $(VENV)/.installed
 	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
 	  "$(RUN_DIR)/files/Data/test/normal/0020.png"
 
+# Two pytest workers: while one traces a graph (one core), the other computes.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 clean:
 	rm -rf runs

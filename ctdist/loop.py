@@ -124,6 +124,7 @@ class Trainer:
     self.train_iter = iter(train_ds)
     self.val_ds = val_ds
     self.history = _load_history(model_dir) if chief else []
+    self._eval_fn = None  # traced on first use
     self.state = _State()  # plain host variables: read eagerly on every worker
     with strategy.scope():
       sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
@@ -169,7 +170,8 @@ class Trainer:
         tf.train.Checkpoint(model=self.model),
         os.path.join(self.write_dir, "best"), max_to_keep=1)
     self._train_fn = self._make_train_fn()
-    self._eval_fn = self._make_eval_fn()
+    # The forward pass does not depend on the phase: traced once, for both.
+    self._eval_fn = self._eval_fn or self._make_eval_fn()
 
   def _resume_phase(self) -> int:
     """The phase of the newest checkpoint in model_dir (0 if none)."""

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from ctdist import data as data_lib
+from ctdist import faults
 from ctdist import model as model_lib
 from ctdist import strategy as strategy_lib
 from ctdist import train
@@ -33,6 +34,7 @@ def test_pipelines_have_static_shapes_and_no_python_callbacks(small_data_dir):
     assert not {o for o in ops if "PyFunc" in o}, ops
 
 
+@pytest.mark.slow
 def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypatch):
   weights = {}
   real_build = model_lib.build_model
@@ -57,20 +59,15 @@ def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypa
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_partial_checkpoint_files_do_not_break_resume(tmp_path, small_data_dir, monkeypatch):
-  from ctdist import loop
   opts = train.make_options(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
                             data_dir=small_data_dir, weights="none", image_size=32,
                             batch_size=4, head_epochs=1, finetune_epochs=1, export=False)
-  real_save = loop._save_history
-
-  def crash(model_dir, history):
-    real_save(model_dir, history)
-    raise KeyboardInterrupt("killed after the first epoch")
-  monkeypatch.setattr(loop, "_save_history", crash)
-  with pytest.raises(KeyboardInterrupt):
+  monkeypatch.setenv(faults.ENV, "after_checkpoint:1")  # killed after the first epoch
+  with pytest.raises(faults.Crash):
     train.run(opts, strategy_lib.make_strategy("cpu"))
-  monkeypatch.setattr(loop, "_save_history", real_save)
+  monkeypatch.delenv(faults.ENV)
   ckpts = tmp_path / "run" / "checkpoints"
   # What a crash in the middle of writing checkpoint 99 leaves: data, no index update.
   (ckpts / "ckpt-99.data-00000-of-00001").write_bytes(b"\0" * 100)
