@@ -47,8 +47,7 @@ def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, sma
   real_build = model_lib.build_model
   monkeypatch.setattr(model_lib, "build_model",
                       lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
-  result = train.run(_opts(tmp_path, small_data_dir, head_epochs=0, steps_per_loop=2),
-                     strategy)
+  result = train.run(_opts(tmp_path, small_data_dir, steps_per_loop=2), strategy)
   model = built["m"]
   for v in model.variables:
     # v.value is the MirroredVariable behind the Keras variable: one copy per replica.
