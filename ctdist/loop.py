@@ -318,8 +318,7 @@ class Trainer:
           faults.point("mid_epoch")
       elapsed = time.time() - start
       train_loss, train_acc = self._read_sums()
-      self._eval_fn(iter(self.val_ds), tf.constant(cfg.val_steps))
-      val_loss, val_acc = self._read_sums()
+      val_loss, val_acc = self._validate()
       improved = val_loss < float(self.state.best_val_loss)
       if improved:
         self.state.best_val_loss.assign(val_loss)
@@ -356,6 +355,11 @@ class Trainer:
       if bool(self.state.stopped):
         logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
                      name, epoch + 1, cfg.schedule.patience)
+
+  def _validate(self) -> tuple[float, float]:
+    """Loss and accuracy on the validation split (every example once)."""
+    self._eval_fn(iter(self.val_ds), tf.constant(self.cfg.val_steps))
+    return self._read_sums()
 
   def _restore_best(self):
     if self.best.latest_checkpoint:
