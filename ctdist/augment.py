@@ -1,9 +1,16 @@
-"""Training-time augmentation with keras-cv layers, run on the accelerator inside the step."""
+"""Training-time augmentation as stateless TensorFlow ops that XLA compiles.
+
+It runs inside the replica step on every accelerator, a TPU included: the geometric part
+is one affine map per image, sampled bilinearly with gathers (keras' and keras-cv's
+rotation, zoom and translation layers lower to `ImageProjectiveTransformV3`, which has no
+XLA kernel in released TensorFlow). Randomness comes from an explicit seed, so a step's
+augmentation depends on (seed, step, replica) only: runs repeat and resume exactly.
+"""
 
 import dataclasses
+import math
 
-import keras
-import keras_cv
+import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,29 +22,129 @@ class AugmentConfig:
   brightness: float = 0.2
   flip: bool = True
 
+  def __post_init__(self):
+    for name in ("rotation_deg", "zoom", "shift", "brightness"):
+      value = getattr(self, name)
+      if not 0 <= value < (180 if name == "rotation_deg" else 1):
+        raise ValueError(f"augmentation {name}={value} is out of range: use 0 (off) up to "
+                         f"{'180 degrees' if name == 'rotation_deg' else '1 (a fraction)'}")
 
-def build_augmenter(cfg: AugmentConfig, seed: int) -> keras.Sequential:
-  """Returns a float32 Sequential over 0-255 RGB batches; identity if all off.
+  @property
+  def geometric(self) -> bool:
+    return bool(self.rotation_deg or self.zoom or self.shift)
 
-  Only keras-cv's geometric and colour layers are used: its RandAugment and
-  AugMix fail inside a train step and under float16.
+  @property
+  def enabled(self) -> bool:
+    return bool(self.geometric or self.brightness or self.flip)
+
+
+# One generator on every device and under XLA ("auto_select" may pick another on each).
+ALG = "philox"
+
+OFF = AugmentConfig(rotation_deg=0, zoom=0, shift=0, brightness=0, flip=False)
+
+
+def describe(cfg: AugmentConfig) -> str:
+  """One log line: what is on, and where it runs."""
+  parts = [f"rotation +-{cfg.rotation_deg:g} deg" if cfg.rotation_deg else "",
+           f"zoom +-{cfg.zoom:g}" if cfg.zoom else "",
+           f"shift +-{cfg.shift:g}" if cfg.shift else "",
+           f"brightness +-{cfg.brightness:g}" if cfg.brightness else "",
+           "horizontal flip" if cfg.flip else ""]
+  on = ", ".join(p for p in parts if p)
+  if not on:
+    return "off"
+  return f"{on}; inside the replica step on the accelerator (XLA-compilable, TPU included)"
+
+
+def affine_transforms(seed, batch, height: int, width: int, cfg: AugmentConfig):
+  """Random [batch, 8] projective transforms mapping output pixels to input pixels.
+
+  Rotation by an angle uniform in +-rotation_deg, zoom 1 + uniform(+-zoom) (below 1 zooms
+  in) about the image centre, then a shift uniform in +-shift of the height and width: the
+  ranges of keras' RandomRotation, RandomZoom and RandomTranslation. The layout is
+  `ImageProjectiveTransformV3`'s: x_in = a0 x + a1 y + a2, y_in = b0 x + b1 y + b2.
   """
-  # keras-cv treats seed 0 as "no seed" and then shares TF's global generator,
-  # which is bound to the first strategy that used it: every layer gets a seed >= 1.
-  seed = abs(int(seed)) + 1
-  aug = []
-  if cfg.rotation_deg:
-    aug.append(keras_cv.layers.RandomRotation(
-        cfg.rotation_deg / 360.0, fill_mode="nearest", seed=seed))
-  if cfg.zoom:
-    aug.append(keras_cv.layers.RandomZoom(
-        (-cfg.zoom, cfg.zoom), fill_mode="nearest", seed=seed + 1))
-  if cfg.shift:
-    aug.append(keras_cv.layers.RandomTranslation(
-        cfg.shift, cfg.shift, fill_mode="nearest", seed=seed + 2))
+  seeds = tf.random.experimental.stateless_split(seed, 4, alg=ALG)
+  angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0, alg=ALG) * (
+      cfg.rotation_deg * math.pi / 180.0)
+  scale = 1.0 + tf.random.stateless_uniform([batch], seeds[1], -1.0, 1.0, alg=ALG) * cfg.zoom
+  tx = tf.random.stateless_uniform([batch], seeds[2], -1.0, 1.0, alg=ALG) * (cfg.shift * width)
+  ty = tf.random.stateless_uniform([batch], seeds[3], -1.0, 1.0, alg=ALG) * (cfg.shift * height)
+  cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+  cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+  zero = tf.zeros_like(angle)
+  return tf.stack([cos, -sin, cx - cos * cx + sin * cy - tx,
+                   sin, cos, cy - sin * cx - cos * cy - ty, zero, zero], axis=1)
+
+
+def apply_transforms(images, transforms):
+  """Warps float [B, H, W, C] images by affine `transforms` ([B, 8], output -> input).
+
+  Bilinear, with coordinates clamped to the image (the edge pixel repeats): the same
+  result as `ImageProjectiveTransformV3` with fill_mode NEAREST, from gathers XLA compiles.
+  """
+  shape = tf.shape(images)
+  b, h, w = shape[0], shape[1], shape[2]
+  hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+  ys, xs = tf.meshgrid(tf.range(hf), tf.range(wf), indexing="ij")  # [H, W]
+  t = transforms[:, :, None, None]  # [B, 8, 1, 1]
+  x_in = tf.clip_by_value(t[:, 0] * xs + t[:, 1] * ys + t[:, 2], 0.0, wf - 1.0)
+  y_in = tf.clip_by_value(t[:, 3] * xs + t[:, 4] * ys + t[:, 5], 0.0, hf - 1.0)
+  x0, y0 = tf.floor(x_in), tf.floor(y_in)
+  wx, wy = (x_in - x0)[..., None], (y_in - y0)[..., None]
+  x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
+  x1, y1 = tf.minimum(x0 + 1, w - 1), tf.minimum(y0 + 1, h - 1)
+  flat = tf.reshape(images, [-1, shape[3]])
+  base = (tf.range(b) * h * w)[:, None, None]
+
+  def pick(y, x):
+    return tf.gather(flat, base + y * w + x)
+
+  top = pick(y0, x0) * (1.0 - wx) + pick(y0, x1) * wx
+  bottom = pick(y1, x0) * (1.0 - wx) + pick(y1, x1) * wx
+  return top * (1.0 - wy) + bottom * wy
+
+
+def draw(seed, batch, height: int, width: int, cfg: AugmentConfig) -> dict:
+  """The random part of one batch's augmentation, from a shape-[2] integer `seed`.
+
+  Random draws are the one part whose values depend on where they run (TensorFlow's
+  stateless generators give other numbers under XLA than in its CPU kernels): the loop
+  draws outside the XLA-compiled computation on CPU and GPU, so a run with and without
+  `--jit_compile` augments alike; on a TPU everything is compiled, draws included.
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 3, alg=ALG)
+  return {"transforms": affine_transforms(seeds[0], batch, height, width, cfg),
+          "brightness": tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1], -1.0, 1.0,
+                                                    alg=ALG) * (cfg.brightness * 255.0),
+          "flip": tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2], alg=ALG) < 0.5}
+
+
+def apply(images, params: dict, cfg: AugmentConfig):
+  """Augments a float32 batch of 0-255 RGB images with drawn `params`: the geometric warp,
+  then a brightness shift per image (clipped to 0-255, keras' RandomBrightness), then a
+  horizontal flip of the images drawn for it."""
+  if cfg.geometric:
+    images = apply_transforms(images, params["transforms"])
   if cfg.brightness:
-    aug.append(keras_cv.layers.RandomBrightness(
-        cfg.brightness, value_range=(0, 255), seed=seed + 3))
+    images = tf.clip_by_value(images + params["brightness"], 0.0, 255.0)
   if cfg.flip:
-    aug.append(keras_cv.layers.RandomFlip("horizontal", seed=seed + 4))
-  return keras.Sequential(aug, name="augment")
+    images = tf.where(params["flip"], tf.reverse(images, axis=[2]), images)
+  return images
+
+
+def augment(images, seed, cfg: AugmentConfig):
+  """draw, then apply: augments a batch from a shape-[2] integer `seed`."""
+  if not cfg.enabled:
+    return images
+  shape = images.shape
+  return apply(images, draw(seed, tf.shape(images)[0], shape[1], shape[2], cfg), cfg)
+
+
+def step_seed(seed: int, phase, step, replica, replicas):
+  """The augmentation seed of one replica at one optimizer step of one phase: every
+  (phase, step, replica) gets its own stream, the same on every run and after a resume."""
+  key = tf.stack([tf.constant(seed, tf.int64), tf.cast(phase, tf.int64)])
+  index = tf.cast(step, tf.int64) * tf.cast(replicas, tf.int64) + tf.cast(replica, tf.int64)
+  return tf.random.experimental.stateless_fold_in(key, index, alg=ALG)

@@ -1,6 +1,7 @@
-"""Benchmarks that compare side by side, in one process: input, step, precision, xla, scaling.
+"""Benchmarks that compare side by side, in one process: input, step, precision, xla,
+augment (the step with and without augmentation), scaling.
 
-Run: python -m ctdist.bench input|step|precision|xla|scaling [--json=PATH] [flags]
+Run: python -m ctdist.bench input|step|precision|xla|augment|scaling [--json=PATH] [flags]
 Each prints a table and the machine it ran on; nothing here asserts a speed.
 """
 
@@ -16,7 +17,7 @@ import tempfile
 from absl import app
 from absl import flags
 
-BENCHMARKS = ("input", "step", "precision", "xla", "scaling")
+BENCHMARKS = ("input", "step", "precision", "xla", "augment", "scaling")
 
 
 def _define_flags():
@@ -37,7 +38,8 @@ def _define_flags():
   flags.DEFINE_integer("steps_per_loop", 1, "Steps per tf.function call.")
   flags.DEFINE_integer("epochs", 3, "`input`: steady-state epochs timed after the first.")
   flags.DEFINE_integer("replicas", 2, "`scaling`: replicas (logical CPUs when there is no GPU).")
-  flags.DEFINE_bool("jit_compile", False, "`step`/`precision`/`scaling`: XLA for the compute.")
+  flags.DEFINE_bool("jit_compile", False,
+                    "`step`/`precision`/`augment`/`scaling`: XLA for the replica step.")
   flags.DEFINE_bool("deterministic", False, "`step`: TensorFlow op determinism, as "
                     "ctdist.train --deterministic (run once with, once without).")
 
@@ -84,6 +86,8 @@ def main(argv):
       result = bench_lib.bench_variants(opts, "precision", ["float32", _mixed()])
     elif name == "xla":
       result = bench_lib.bench_variants(opts, "jit_compile", [False, True])
+    elif name == "augment":
+      result = bench_lib.bench_variants(opts, "augmentation", [False, True])
     else:
       result = bench_lib.bench_scaling(opts, f.replicas)
   report = {"benchmark": name, "machine": machine(), **result}

@@ -105,7 +105,8 @@ def bench_input(opts: BenchOptions, folder: str | None, epochs: int) -> dict:
 
 
 # ---- train steps ------------------------------------------------------------------------
-def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool):
+def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool,
+             augmentation: bool):
   keras.backend.clear_session()
   strategy_lib.set_precision(precision)
   b = data_lib.builder(opts.dataset, opts.data_dir)
@@ -113,16 +114,16 @@ def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool):
   data_lib.check_batch(opts.batch_size, strategy.num_replicas_in_sync)
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, info.class_names, "none")
-    augmenter = augment.build_augmenter(augment.AugmentConfig(), seed=0)
   cfg = loop.LoopConfig(
       global_batch=opts.batch_size, steps_per_epoch=info.num_examples // opts.batch_size,
       val_steps=1, schedule=loop.Schedule(finetune_layers=opts.finetune_layers),
       steps_per_loop=opts.steps_per_loop,
-      loss_scaling=precision == "mixed_float16", jit_compile=jit_compile)
+      loss_scaling=precision == "mixed_float16", jit_compile=jit_compile,
+      augmentation=augment.AugmentConfig() if augmentation else augment.OFF)
   train_ds = data_lib.distribute(
       strategy, lambda bs, _, n, i: data_lib.train_dataset(
           b, "train", opts.image_size, bs, 0, n, i), opts.batch_size)
-  trainer = loop.Trainer(strategy, model, augmenter, cfg, train_ds, None,
+  trainer = loop.Trainer(strategy, model, cfg, train_ds, None,
                          os.path.join(opts.tmp, "model"), chief=True)
   for _ in range(cfg.steps_per_epoch):  # fill the cache: time the steady state
     next(trainer.train_iter)
@@ -145,8 +146,9 @@ def _time_steps(trainer, it, opts: BenchOptions) -> float:
   return calls * spl * opts.batch_size / (time.perf_counter() - start)
 
 
-def _measure(opts, strategy, precision, jit_compile, with_constant=True) -> list[dict]:
-  trainer, const_it = _trainer(opts, strategy, precision, jit_compile)
+def _measure(opts, strategy, precision, jit_compile, with_constant=True,
+             augmentation=True) -> list[dict]:
+  trainer, const_it = _trainer(opts, strategy, precision, jit_compile, augmentation)
   rows = []
   for phase in opts.phases:
     trainer.enter_phase(loop.PHASES.index(phase))
@@ -156,6 +158,7 @@ def _measure(opts, strategy, precision, jit_compile, with_constant=True) -> list
       if with_constant:
         const.append(_time_steps(trainer, const_it, opts))
     row = {"phase": phase, "precision": precision, "jit_compile": jit_compile,
+           "augmentation": augmentation,
            "replicas": strategy.num_replicas_in_sync,
            "pipeline_images_per_sec": statistics.median(pipe)}
     if with_constant:
@@ -187,15 +190,18 @@ def bench_step(opts: BenchOptions) -> dict:
 
 
 def bench_variants(opts: BenchOptions, key: str, values: list) -> dict:
-  """The pipeline-fed step for each precision, or with and without XLA."""
+  """The pipeline-fed step for each precision, with and without XLA, or with and without
+  augmentation (`key` is precision, jit_compile or augmentation)."""
   strategy = strategy_lib.make_strategy(opts.strategy)
   results = []
   for value in values:
     precision = value if key == "precision" else strategy_lib.resolve_precision(
         opts.precision, strategy)
     jit = value if key == "jit_compile" else opts.jit_compile
+    aug = value if key == "augmentation" else True
     try:
-      results += _measure(opts, strategy, precision, jit, with_constant=False)
+      results += _measure(opts, strategy, precision, jit, with_constant=False,
+                          augmentation=aug)
     except Exception as e:  # pylint: disable=broad-except
       logging.warning("%s=%s failed: %s", key, value, e)
       results.append({key: value, "error": f"{type(e).__name__}: {str(e)[:300]}"})
@@ -205,6 +211,8 @@ def bench_variants(opts: BenchOptions, key: str, values: list) -> dict:
              if r.get("phase") == phase and "error" not in r]
     if len(rates) == 2:
       ratios[f"{phase}_{values[1]}_vs_{values[0]}"] = rates[1] / rates[0]
+      if key == "augmentation":  # time per image with it, less without, over with it
+        ratios[f"{phase}_augmentation_share_of_step"] = 1 - rates[1] / rates[0]
   return {"config": {**_config(opts, strategy), "compared": key,
                      "values": [str(v) for v in values]},
           "results": results, "ratios": ratios}

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ctdist import augment
 from ctdist import faults
 from ctdist import files
 from ctdist import model as model_lib
@@ -65,7 +66,9 @@ class LoopConfig:
   class_weights: tuple[float, ...] | None = None
   loss_scaling: bool = False
   checkpoint_every_steps: int = 0
-  jit_compile: bool = False  # XLA for the per-replica compute (one-device strategies)
+  jit_compile: bool = False  # XLA for the per-replica step (one-device strategies)
+  augmentation: augment.AugmentConfig = augment.AugmentConfig()
+  seed: int = 0  # of the augmentation, with the phase, step and replica
 
 
 def learning_rate(peak: float, total_steps: int, warmup_steps: int, kind: str):
@@ -115,10 +118,10 @@ class _State(tf.Module):
 class Trainer:
   """Runs both phases on `strategy`; resumable from `model_dir`."""
 
-  def __init__(self, strategy, model, augmenter, cfg: LoopConfig,
+  def __init__(self, strategy, model, cfg: LoopConfig,
                train_ds, val_ds, model_dir: str, chief: bool = True,
                worker: str = "local"):
-    self.strategy, self.model, self.augmenter, self.cfg = strategy, model, augmenter, cfg
+    self.strategy, self.model, self.cfg = strategy, model, cfg
     self.model_dir, self.chief = model_dir, chief
     self.write_dir = write_dir(model_dir, chief, worker)
     self.train_iter = iter(train_ds)
@@ -169,7 +172,7 @@ class Trainer:
     self.best = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=self.model),
         os.path.join(self.write_dir, "best"), max_to_keep=1)
-    self._train_fn = self._make_train_fn()
+    self._train_fn = self._make_train_fn(phase)
     # The forward pass does not depend on the phase: traced once, for both.
     self._eval_fn = self._eval_fn or self._make_eval_fn()
 
@@ -182,13 +185,16 @@ class Trainer:
         "state/phase/.ATTRIBUTES/VARIABLE_VALUE"))
 
   # ---- compiled steps -------------------------------------------------------------
-  def _make_train_fn(self):
-    model, opt, aug, cw = self.model, self.optimizer, self.augmenter, self.class_weights
-    global_batch, sums = self.cfg.global_batch, self.sums
-    smoothing = self.cfg.schedule.label_smoothing
+  def _make_train_fn(self, phase: int):
+    model, opt, cw, cfg = self.model, self.optimizer, self.class_weights, self.cfg
+    global_batch, sums = cfg.global_batch, self.sums
+    smoothing = cfg.schedule.label_smoothing
     num_classes = int(cw.shape[0])
 
-    def compute(images, labels):
+    def compute(images, labels, params):
+      # Augmentation, forward, backward and update: one graph, which XLA compiles whole.
+      if params:
+        images = augment.apply(images, params, cfg.augmentation)
       with tf.GradientTape() as tape:
         probs = model(images, training=True)
         per_example = keras.losses.categorical_crossentropy(
@@ -200,15 +206,20 @@ class Trainer:
       opt.apply(grads, model.trainable_variables)
       return probs, per_example
 
-    if self.cfg.jit_compile:
+    if cfg.jit_compile:
       compute = tf.function(compute, jit_compile=True)
 
     def step_fn(batch):
       images = tf.cast(batch["image"], tf.float32)
       labels = batch["label"]
-      if aug is not None and aug.layers:
-        images = aug(images, training=True)
-      probs, per_example = compute(images, labels)
+      params = {}
+      if cfg.augmentation.enabled:  # drawn outside XLA: see augment.draw
+        replica = tf.distribute.get_replica_context()
+        params = augment.draw(
+            augment.step_seed(cfg.seed, phase, opt.iterations,
+                              replica.replica_id_in_sync_group, replica.num_replicas_in_sync),
+            tf.shape(images)[0], images.shape[1], images.shape[2], cfg.augmentation)
+      probs, per_example = compute(images, labels, params)
       sums["loss"].assign_add(tf.reduce_sum(per_example))
       sums["correct"].assign_add(tf.reduce_sum(tf.cast(
           tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32)))

@@ -158,13 +158,15 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights,
                                   opts.schedule.freeze_batchnorm)
-    augmenter = augment.build_augmenter(opts.augmentation, opts.seed)
   cfg = loop.LoopConfig(
       global_batch=opts.batch_size, steps_per_epoch=steps_per_epoch,
       val_steps=val_steps, schedule=opts.schedule, steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
       class_weights=class_weights, loss_scaling=precision == "mixed_float16",
-      checkpoint_every_steps=opts.checkpoint_every_steps, jit_compile=opts.jit_compile)
-  trainer = loop.Trainer(strategy, model, augmenter, cfg, train_ds, val_ds,
+      checkpoint_every_steps=opts.checkpoint_every_steps, jit_compile=opts.jit_compile,
+      augmentation=opts.augmentation, seed=opts.seed)
+  if chief:
+    logging.info("augmentation: %s", augment.describe(opts.augmentation))
+  trainer = loop.Trainer(strategy, model, cfg, train_ds, val_ds,
                          opts.model_dir, chief, strategy_lib.worker_id(strategy))
   history = trainer.run()
   logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
@@ -248,7 +250,7 @@ def _define_flags():
                     "TensorFlow op determinism: the same flags on the same machine repeat "
                     "a run exactly (slower; see README).")
   flags.DEFINE_bool("jit_compile", d.jit_compile,
-                    "XLA-compile the forward and backward pass (augmentation stays outside).")
+                    "XLA-compile the replica step: augmentation, forward, backward, update.")
   flags.DEFINE_float("augment_rotation", a.rotation_deg, "Max rotation in degrees (0: off).")
   flags.DEFINE_float("augment_zoom", a.zoom, "Max zoom fraction (0: off).")
   flags.DEFINE_float("augment_shift", a.shift, "Max shift fraction (0: off).")
