@@ -1,6 +1,5 @@
 """Augmentation: what keras' layers did, from ops XLA compiles, reproducible from a seed."""
 
-import math
 
 import numpy as np
 import pytest
