@@ -127,7 +127,7 @@ class Trainer:
     self.train_iter = iter(train_ds)
     self.val_ds = val_ds
     self.history = _load_history(model_dir) if chief else []
-    self._eval_fn = None  # traced on first use
+    self.eval_step = self._eval_fn = None  # traced on first use, for both phases
     self.state = _State()  # plain host variables: read eagerly on every worker
     with strategy.scope():
       sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
@@ -172,9 +172,10 @@ class Trainer:
     self.best = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=self.model),
         os.path.join(self.write_dir, "best"), max_to_keep=1)
-    self._train_fn = self._make_train_fn(phase)
+    self.replica_step, self._train_fn = self._make_train_fn(phase)
     # The forward pass does not depend on the phase: traced once, for both.
-    self._eval_fn = self._eval_fn or self._make_eval_fn()
+    if self._eval_fn is None:
+      self.eval_step, self._eval_fn = self._make_eval_fn()
 
   def _resume_phase(self) -> int:
     """The phase of the newest checkpoint in model_dir (0 if none)."""
@@ -229,7 +230,7 @@ class Trainer:
     def train_fn(iterator, steps):
       for _ in tf.range(steps):
         self.strategy.run(step_fn, args=(next(iterator),))
-    return train_fn
+    return step_fn, train_fn
 
   def train_steps(self, iterator, steps: int) -> None:
     """Runs `steps` training steps from a distributed iterator (benchmarks, tests)."""
@@ -251,7 +252,7 @@ class Trainer:
     def eval_fn(iterator, steps):
       for _ in tf.range(steps):
         self.strategy.run(step_fn, args=(next(iterator),))
-    return eval_fn
+    return step_fn, eval_fn
 
   def _read_sums(self, reset: bool = True) -> tuple[float, float]:
     loss, correct, count = (float(self.sums[k].read_value()) for k in ("loss", "correct", "count"))
