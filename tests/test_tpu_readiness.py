@@ -1,8 +1,18 @@
-"""What a TPU needs, checked without one: static shapes, no Python callbacks, loop equivalence."""
+"""What a TPU needs, checked on a CPU: static shapes, no Python callbacks, loop equivalence,
+the whole replica steps compiled by XLA, and the Colab TPU notebook read statically."""
 
+import ast
+import configparser
 import json
+import pathlib
+import re
+import subprocess
+import sys
+import types
+import urllib.request
 
 import keras
+import packaging.specifiers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +24,8 @@ from ctdist import loop
 from ctdist import model as model_lib
 from ctdist import strategy as strategy_lib
 from ctdist import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _ops(ds: tf.data.Dataset) -> set[str]:
@@ -142,3 +154,137 @@ def test_xla_step_gives_the_losses_of_the_plain_step(tmp_path, small_data_dir, _
   assert len(set(losses["plain"])) == 3  # three different batches and weights
   kernel = [i for i, w in enumerate(xla.model.weights) if w.path.endswith("logits/kernel")][0]
   assert np.abs(xla.model.get_weights()[kernel] - start[kernel]).max() > 0
+
+
+# ---- the Colab TPU notebook, read statically ------------------------------------------
+NOTEBOOK = ROOT / "launch" / "colab_tpu.ipynb"
+# Importing any of these in the kernel can open libtpu there, and a TPU VM lets one
+# process hold it: the `!python -m ctdist.train --strategy=tpu` process would be refused.
+KERNEL_MUST_NOT_IMPORT = {"tensorflow", "tensorflow_datasets", "keras", "jax", "ctdist",
+                          "tfds_ctscan"}
+
+
+def _cells(notebook=None, kind="code"):
+  nb = json.loads(pathlib.Path(notebook or NOTEBOOK).read_text())
+  return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind]
+
+
+def _kernel_python(cell: str) -> str:
+  """The cell's Python, with shell (!) and magic (%) lines, and their continuations,
+  replaced by `pass`."""
+  lines, continued, indent = [], False, ""
+  for line in cell.splitlines():
+    if not continued and line.lstrip().startswith(("!", "%")):
+      indent = line[:len(line) - len(line.lstrip())]
+      continued = True
+    lines.append(indent + "pass" if continued else line)
+    continued = continued and line.rstrip().endswith("\\")
+  return "\n".join(lines)
+
+
+def kernel_imports(notebook) -> list[tuple[int, str]]:
+  """(code cell index, module) for every forbidden module the kernel imports."""
+  found = []
+  for i, cell in enumerate(_cells(notebook)):
+    for node in ast.walk(ast.parse(_kernel_python(cell), f"cell {i}")):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+      found += [(i, n) for n in names if n.split(".")[0] in KERNEL_MUST_NOT_IMPORT]
+  return found
+
+
+def test_notebook_kernel_never_imports_tensorflow():
+  code = _cells()
+  assert any("--strategy=tpu" in c and "!python -m ctdist.train" in c for c in code)
+  assert kernel_imports(NOTEBOOK) == []
+
+
+def test_the_check_catches_a_kernel_that_holds_the_tpu(tmp_path):
+  # The notebook as it was: cell 3 initialised the TPU in the kernel before training.
+  nb = json.loads(NOTEBOOK.read_text())
+  nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "outputs": [],
+                         "execution_count": None, "source": [
+                             "import tensorflow as tf\n", "!echo ok\n",
+                             "if True:\n", "  from ctdist import predict\n"]})
+  bad = tmp_path / "bad.ipynb"
+  bad.write_text(json.dumps(nb))
+  assert kernel_imports(bad) == [(1, "tensorflow"), (1, "ctdist")]
+
+
+def _help_flags(module):
+  out = subprocess.run([sys.executable, "-m", module, "--helpfull"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300).stdout
+  return set(re.findall(r"--(?:\[no\])?([a-z_0-9]+)", out))
+
+
+def test_notebook_is_valid_and_uses_only_existing_flags():
+  nb = json.loads(NOTEBOOK.read_text())
+  assert nb["nbformat"] == 4 and nb["metadata"]["accelerator"] == "TPU"
+  for c in nb["cells"]:
+    assert c["cell_type"] in ("markdown", "code") and isinstance(c["source"], list)
+  code = _cells()
+  for i, cell in enumerate(code):
+    compile(_kernel_python(cell), f"cell {i}", "exec")
+  assert "files.upload()" in code[-1] and "-m ctdist.predict" in code[-1]
+  for module in ("ctdist.train", "ctdist.evaluate", "ctdist.predict", "tfds_ctscan.audit"):
+    known = _help_flags(module)
+    assert known, module
+    for cell in code:
+      for line in cell.replace("\\\n", " ").splitlines():
+        if f"-m {module} " in line:
+          used = set(re.findall(r"\s--([a-z_0-9]+)", line))
+          assert used <= known, (module, used - known)
+
+
+def _pinned_version() -> str:
+  text = "\n".join(_cells())
+  found = re.findall(r'^TF_VERSION = "(\d+\.\d+\.\d+)"', text, re.MULTILINE)
+  assert len(found) == 1, found
+  assert '"tensorflow-tpu=={TF_VERSION}"' in text and '"tensorflow=={TF_VERSION}"' in text
+  return found[0]
+
+
+def test_notebook_pins_a_pair_setup_cfg_and_the_readme_name():
+  version = _pinned_version()
+  cfg = configparser.ConfigParser()
+  cfg.read(ROOT / "setup.cfg")
+  requirement = [r for r in cfg["options"]["install_requires"].split("\n")
+                 if re.match(r"tensorflow[<>=!~ ]", r)]
+  assert len(requirement) == 1, requirement
+  assert version in packaging.specifiers.SpecifierSet(requirement[0][len("tensorflow"):])
+  readme = (ROOT / "README.md").read_text()
+  assert f"TensorFlow {version} with `tensorflow-tpu` {version}" in readme
+
+
+def test_pinned_pair_exists_on_the_package_index():
+  version = _pinned_version()
+  for project in ("tensorflow", "tensorflow-tpu"):
+    request = urllib.request.Request(f"https://pypi.org/simple/{project}/", headers={
+        "Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+      with urllib.request.urlopen(request, timeout=30) as response:
+        index = json.load(response)
+    except OSError as e:  # URLError, timeouts: no network here
+      pytest.skip(f"the package index cannot be reached: {e}")
+    assert version in index["versions"], (project, index["versions"][-5:])
+    # Colab's Python (3.12 in 2026) on x86-64 Linux: a wheel of the pinned version.
+    assert any(f["filename"].startswith(f"{project.replace('-', '_')}-{version}-cp312-")
+               and "manylinux" in f["filename"] and "x86_64" in f["filename"]
+               for f in index["files"]), project
+
+
+def test_data_cell_without_credentials_or_upload_stops_with_one_line(monkeypatch):
+  cell = next(c for c in _cells() if "kagglehub.dataset_download" in c)
+  fake = types.ModuleType("kagglehub")
+
+  def refuse(handle):
+    raise RuntimeError("no Kaggle credentials")
+  fake.dataset_download = refuse
+  monkeypatch.setitem(sys.modules, "kagglehub", fake)
+  with pytest.raises(SystemExit) as stop:
+    exec(compile(_kernel_python(cell), "data cell", "exec"), {})  # pylint: disable=exec-used
+  message = str(stop.value)
+  assert message.startswith("The data needs Kaggle credentials (Colab Secrets "
+                            "KAGGLE_USERNAME and KAGGLE_KEY) or archive.zip from Kaggle "
+                            "uploaded to /content/kaggle/")
+  assert "no Kaggle credentials" in message and "\n" not in message
