@@ -62,7 +62,8 @@ def test_step_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir
 
 
 @pytest.mark.parametrize("key,values", [("precision", ["float32", "mixed_bfloat16"]),
-                                        ("jit_compile", [False, True])])
+                                        ("jit_compile", [False, True]),
+                                        ("augmentation", [False, True])])
 def test_variants_report_both_or_the_reason(tmp_path, small_data_dir, key, values):
   result = bench_lib.bench_variants(_opts(tmp_path, small_data_dir, phases=("head",)),
                                     key, values)
@@ -75,6 +76,8 @@ def test_variants_report_both_or_the_reason(tmp_path, small_data_dir, key, value
   ratio = result["ratios"][f"head_{values[1]}_vs_{values[0]}"]
   assert ratio == pytest.approx(result["results"][1]["pipeline_images_per_sec"]
                                 / result["results"][0]["pipeline_images_per_sec"])
+  if key == "augmentation":  # the share of the step's time augmentation takes
+    assert result["ratios"]["head_augmentation_share_of_step"] == pytest.approx(1 - ratio)
   _check({"benchmark": "variants", "machine": bench.machine(), **result})
 
 
