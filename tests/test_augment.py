@@ -33,6 +33,9 @@ def test_warp_matches_tensorflows_projective_transform():
 def test_random_transforms_stay_in_the_configured_ranges():
   cfg = augment.AugmentConfig(rotation_deg=20, zoom=0.1, shift=0.1)
   t = augment.affine_transforms(tf.constant([1, 2]), 4000, 32, 48, cfg).numpy()
+  # A rotation times an isotropic zoom: no mirror, no shear, the same zoom on both axes.
+  np.testing.assert_allclose(t[:, 4], t[:, 0], atol=1e-6)
+  np.testing.assert_allclose(t[:, 1], -t[:, 3], atol=1e-6)
   angle = np.degrees(np.arctan2(t[:, 3], t[:, 0]))
   scale = np.hypot(t[:, 0], t[:, 3])
   assert np.abs(angle).max() <= 20 + 1e-4 and np.abs(angle).max() > 19
@@ -49,6 +52,8 @@ def test_random_transforms_stay_in_the_configured_ranges():
 def test_all_off_is_the_identity_and_flip_mirrors_half():
   images = _images(n=400, h=8, w=6)
   np.testing.assert_array_equal(augment.augment(images, tf.constant([3, 4]), OFF), images)
+  params = augment.draw(tf.constant([3, 4]), 400, 8, 6, augment.AugmentConfig())
+  np.testing.assert_array_equal(augment.apply(images, params, OFF), images)
   flip = augment.AugmentConfig(rotation_deg=0, zoom=0, shift=0, brightness=0, flip=True)
   out = augment.augment(images, tf.constant([3, 4]), flip).numpy()
   same = np.all(out == images.numpy(), axis=(1, 2, 3))
@@ -66,6 +71,8 @@ def test_brightness_shifts_each_image_by_one_clipped_amount():
   assert np.abs(per_image[:, 0] - 100).max() <= 51 and np.abs(per_image[:, 0] - 100).max() > 45
   bright = augment.augment(tf.fill([50, 2, 2, 3], 250.0), tf.constant([5, 6]), cfg)
   assert float(tf.reduce_max(bright)) == 255.0  # clipped, not wrapped
+  dark = augment.augment(tf.fill([50, 2, 2, 3], 5.0), tf.constant([5, 6]), cfg)
+  assert float(tf.reduce_min(dark)) == 0.0
 
 
 def test_same_seed_same_images_other_step_other_images():
@@ -76,6 +83,10 @@ def test_same_seed_same_images_other_step_other_images():
   for other in (augment.step_seed(7, 0, 11, 0, 2), augment.step_seed(7, 0, 10, 1, 2),
                 augment.step_seed(7, 1, 10, 0, 2), augment.step_seed(8, 0, 10, 0, 2)):
     assert not np.allclose(a, augment.augment(images, other, cfg))
+  # Every (phase, step, replica) of a run has a seed of its own: 2 phases x 50 steps x 4.
+  seeds = {tuple(augment.step_seed(7, p, s, r, 4).numpy())
+           for p in range(2) for s in range(50) for r in range(4)}
+  assert len(seeds) == 400
 
 
 def test_compiles_with_xla_and_gives_the_same_images():
@@ -88,6 +99,7 @@ def test_compiles_with_xla_and_gives_the_same_images():
   params, compiled = tf.function(both, jit_compile=True)(images, seed)
   # The draws compile too (their numbers differ from the CPU kernels'; see draw()).
   assert params["transforms"].shape == (3, 8) and params["flip"].dtype == tf.bool
+  assert np.abs(params["transforms"][:, 0] - 1).max() > 1e-3  # not the identity
   np.testing.assert_allclose(compiled, augment.apply(images, params, cfg), atol=1e-3)
 
 

@@ -102,7 +102,8 @@ def _tpu_like_trainer(tmp_path, small_data_dir, jit_compile, weights=None):
   if weights is not None:
     model.set_weights(weights)
   cfg = loop.LoopConfig(global_batch=4, steps_per_epoch=4, val_steps=1, steps_per_loop=4,
-                        schedule=loop.Schedule(finetune_layers=-1), jit_compile=jit_compile,
+                        schedule=loop.Schedule(finetune_layers=-1, finetune_lr=1e-3),
+                        jit_compile=jit_compile,
                         augmentation=augment.AugmentConfig(), seed=3)
   trainer = loop.Trainer(tf.distribute.get_strategy(), model, cfg,
                          data_lib.train_dataset(b, "train", 32, 4, seed=0), None,
@@ -125,6 +126,9 @@ def test_whole_replica_steps_compile_with_xla(tmp_path, small_data_dir, _bf16):
   trainer, b = _tpu_like_trainer(tmp_path, small_data_dir, jit_compile=False)
   batch = next(iter(data_lib.train_dataset(b, "train", 32, 4, seed=0)))
   step = tf.function(trainer.replica_step, jit_compile=True)
+  ops = {op.type for op in step.get_concrete_function(batch).graph.get_operations()}
+  # The augmentation is in the compiled step: its random draws and its gathers.
+  assert {"StatelessRandomUniformV2", "GatherV2"} <= ops, sorted(ops)
   for _ in range(2):
     step(batch)
   assert int(trainer.optimizer.iterations) == 2
@@ -150,6 +154,11 @@ def test_xla_step_gives_the_losses_of_the_plain_step(tmp_path, small_data_dir, _
     for _ in range(3):
       step(next(batches))
       losses[name].append(trainer._read_sums()[0])
+  # The XLA trainer really compiles its compute (cfg.jit_compile wraps it for XLA).
+  graph = tf.function(xla.replica_step).get_concrete_function(
+      next(iter(data_lib.train_dataset(b, "train", 32, 4, seed=0)))).graph
+  assert any(f.definition.attr["_XlaMustCompile"].b
+             for f in graph._functions.values()), "no XLA-compiled function in the step"
   assert losses["xla"] == pytest.approx(losses["plain"], rel=2e-2)
   assert len(set(losses["plain"])) == 3  # three different batches and weights
   kernel = [i for i, w in enumerate(xla.model.weights) if w.path.endswith("logits/kernel")][0]
@@ -234,6 +243,23 @@ def test_notebook_is_valid_and_uses_only_existing_flags():
         if f"-m {module} " in line:
           used = set(re.findall(r"\s--([a-z_0-9]+)", line))
           assert used <= known, (module, used - known)
+
+
+NOTEBOOK_COMMANDS = re.compile(r"(pip install |git clone |python -m (ctdist\.(train|evaluate|"
+                               r"predict)|tfds_ctscan\.audit) )")
+
+
+def test_notebook_shell_steps_are_known_and_checked():
+  # Every `!` step is an install, a clone or one of ctdist's commands (nothing that needs
+  # the repository as working directory, like `tfds build tfds_ctscan`), and a failed step
+  # stops "Run all" with a line saying which (a `!` line alone would let the next run).
+  for cell in _cells():
+    steps = [l.strip()[1:] for l in cell.splitlines() if l.strip().startswith("!")]
+    for step in steps:
+      assert NOTEBOOK_COMMANDS.match(step), step
+    if any(s.startswith(("pip install", "python -m ctdist.train", "python -m ctdist.evaluate",
+                         "python -m tfds_ctscan")) for s in steps):
+      assert re.search(r"^if _exit_code:.*\n  raise SystemExit\(", cell, re.MULTILINE), cell
 
 
 def _pinned_version() -> str:
