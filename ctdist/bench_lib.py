@@ -249,7 +249,7 @@ def render(report: dict) -> str:
     lines.append("  " + ", ".join(
         f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
   for k, v in report.get("ratios", {}).items():
-    lines.append(f"  {k}: {v:.2f}x")
+    lines.append(f"  {k}: {v:.0%}" if k.endswith("_share_of_step") else f"  {k}: {v:.2f}x")
   if report.get("notes"):
     lines.append(f"note: {report['notes']}")
   return "\n".join(lines)
