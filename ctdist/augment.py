@@ -26,8 +26,8 @@ class AugmentConfig:
     for name in ("rotation_deg", "zoom", "shift", "brightness"):
       value = getattr(self, name)
       if not 0 <= value < (180 if name == "rotation_deg" else 1):
-        raise ValueError(f"augmentation {name}={value} is out of range: use 0 (off) up to "
-                         f"{'180 degrees' if name == 'rotation_deg' else '1 (a fraction)'}")
+        raise ValueError(f"augmentation {name}={value} is out of range: use 0 (off) or more, "
+                         f"below {'180 degrees' if name == 'rotation_deg' else '1 (a fraction)'}")
 
   @property
   def geometric(self) -> bool:
@@ -106,8 +106,9 @@ def apply_transforms(images, transforms):
   return top * (1.0 - wy) + bottom * wy
 
 
-def draw(seed, batch, height: int, width: int, cfg: AugmentConfig) -> dict:
-  """The random part of one batch's augmentation, from a shape-[2] integer `seed`.
+def draw(seed, images, cfg: AugmentConfig) -> dict:
+  """The random part of the augmentation of `images` ([B, H, W, C], H and W static), from
+  a shape-[2] integer `seed`.
 
   Random draws are the one part whose values depend on where they run (TensorFlow's
   stateless generators give other numbers under XLA than in its CPU kernels): the loop
@@ -115,6 +116,7 @@ def draw(seed, batch, height: int, width: int, cfg: AugmentConfig) -> dict:
   `--jit_compile` augments alike; on a TPU everything is compiled, draws included.
   """
   seeds = tf.random.experimental.stateless_split(seed, 3, alg=ALG)
+  batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
   return {"transforms": affine_transforms(seeds[0], batch, height, width, cfg),
           "brightness": tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1], -1.0, 1.0,
                                                     alg=ALG) * (cfg.brightness * 255.0),
@@ -138,8 +140,7 @@ def augment(images, seed, cfg: AugmentConfig):
   """draw, then apply: augments a batch from a shape-[2] integer `seed`."""
   if not cfg.enabled:
     return images
-  shape = images.shape
-  return apply(images, draw(seed, tf.shape(images)[0], shape[1], shape[2], cfg), cfg)
+  return apply(images, draw(seed, images, cfg), cfg)
 
 
 def step_seed(seed: int, phase, step, replica, replicas):

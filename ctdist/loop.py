@@ -219,7 +219,7 @@ class Trainer:
         params = augment.draw(
             augment.step_seed(cfg.seed, phase, opt.iterations,
                               replica.replica_id_in_sync_group, replica.num_replicas_in_sync),
-            tf.shape(images)[0], images.shape[1], images.shape[2], cfg.augmentation)
+            images, cfg.augmentation)
       probs, per_example = compute(images, labels, params)
       sums["loss"].assign_add(tf.reduce_sum(per_example))
       sums["correct"].assign_add(tf.reduce_sum(tf.cast(

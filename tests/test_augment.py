@@ -52,7 +52,7 @@ def test_random_transforms_stay_in_the_configured_ranges():
 def test_all_off_is_the_identity_and_flip_mirrors_half():
   images = _images(n=400, h=8, w=6)
   np.testing.assert_array_equal(augment.augment(images, tf.constant([3, 4]), OFF), images)
-  params = augment.draw(tf.constant([3, 4]), 400, 8, 6, augment.AugmentConfig())
+  params = augment.draw(tf.constant([3, 4]), images, augment.AugmentConfig())
   np.testing.assert_array_equal(augment.apply(images, params, OFF), images)
   flip = augment.AugmentConfig(rotation_deg=0, zoom=0, shift=0, brightness=0, flip=True)
   out = augment.augment(images, tf.constant([3, 4]), flip).numpy()
@@ -94,7 +94,7 @@ def test_compiles_with_xla_and_gives_the_same_images():
   seed = augment.step_seed(7, 1, 3, 1, 2)
 
   def both(x, s):
-    params = augment.draw(s, tf.shape(x)[0], 24, 20, cfg)
+    params = augment.draw(s, x, cfg)
     return params, augment.apply(x, params, cfg)
   params, compiled = tf.function(both, jit_compile=True)(images, seed)
   # The draws compile too (their numbers differ from the CPU kernels'; see draw()).

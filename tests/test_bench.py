@@ -32,8 +32,8 @@ def _check(report):
   for r, line in zip(report["results"], lines[2:]):
     rate = r.get("pipeline_images_per_sec", r.get("images_per_sec"))
     assert f"={rate:.3f}" in line, (r, line)
-  for k, v in report.get("ratios", {}).items():
-    assert f"  {k}: {v:.2f}x" in lines
+  for k, v in report.get("ratios", {}).items():  # shares as percentages, ratios as N.NNx
+    assert (f"  {k}: {v:.0%}" if k.endswith("_share_of_step") else f"  {k}: {v:.2f}x") in lines
   return text
 
 
