@@ -12,26 +12,30 @@ import math
 
 import tensorflow as tf
 
+from ctdist import dataflags
+
+option = dataflags.option
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
   """The seed notebook's augmentations; 0 (or False) switches one off."""
-  rotation_deg: float = 20.0
-  zoom: float = 0.1
-  shift: float = 0.1
-  brightness: float = 0.2
-  flip: bool = True
+  rotation: float = option(20.0, "Max rotation in degrees (0: off).")
+  zoom: float = option(0.1, "Max zoom fraction (0: off).")
+  shift: float = option(0.1, "Max shift, a fraction of the side (0: off).")
+  brightness: float = option(0.2, "Max brightness change, a fraction of 255 (0: off).")
+  flip: bool = option(True, "Random horizontal flips.")
 
   def __post_init__(self):
-    for name in ("rotation_deg", "zoom", "shift", "brightness"):
+    for name in ("rotation", "zoom", "shift", "brightness"):
       value = getattr(self, name)
-      if not 0 <= value < (180 if name == "rotation_deg" else 1):
+      if not 0 <= value < (180 if name == "rotation" else 1):
         raise ValueError(f"augmentation {name}={value} is out of range: use 0 (off) or more, "
-                         f"below {'180 degrees' if name == 'rotation_deg' else '1 (a fraction)'}")
+                         f"below {'180 degrees' if name == 'rotation' else '1 (a fraction)'}")
 
   @property
   def geometric(self) -> bool:
-    return bool(self.rotation_deg or self.zoom or self.shift)
+    return bool(self.rotation or self.zoom or self.shift)
 
   @property
   def enabled(self) -> bool:
@@ -41,12 +45,12 @@ class AugmentConfig:
 # One generator on every device and under XLA ("auto_select" may pick another on each).
 ALG = "philox"
 
-OFF = AugmentConfig(rotation_deg=0, zoom=0, shift=0, brightness=0, flip=False)
+OFF = AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0, flip=False)
 
 
 def describe(cfg: AugmentConfig) -> str:
   """One log line: what is on, and where it runs."""
-  parts = [f"rotation +-{cfg.rotation_deg:g} deg" if cfg.rotation_deg else "",
+  parts = [f"rotation +-{cfg.rotation:g} deg" if cfg.rotation else "",
            f"zoom +-{cfg.zoom:g}" if cfg.zoom else "",
            f"shift +-{cfg.shift:g}" if cfg.shift else "",
            f"brightness +-{cfg.brightness:g}" if cfg.brightness else "",
@@ -60,14 +64,14 @@ def describe(cfg: AugmentConfig) -> str:
 def affine_transforms(seed, batch, height: int, width: int, cfg: AugmentConfig):
   """Random [batch, 8] projective transforms mapping output pixels to input pixels.
 
-  Rotation by an angle uniform in +-rotation_deg, zoom 1 + uniform(+-zoom) (below 1 zooms
+  Rotation by an angle uniform in +-rotation degrees, zoom 1 + uniform(+-zoom) (below 1 zooms
   in) about the image centre, then a shift uniform in +-shift of the height and width: the
   ranges of keras' RandomRotation, RandomZoom and RandomTranslation. The layout is
   `ImageProjectiveTransformV3`'s: x_in = a0 x + a1 y + a2, y_in = b0 x + b1 y + b2.
   """
   seeds = tf.random.experimental.stateless_split(seed, 4, alg=ALG)
   angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0, alg=ALG) * (
-      cfg.rotation_deg * math.pi / 180.0)
+      cfg.rotation * math.pi / 180.0)
   scale = 1.0 + tf.random.stateless_uniform([batch], seeds[1], -1.0, 1.0, alg=ALG) * cfg.zoom
   tx = tf.random.stateless_uniform([batch], seeds[2], -1.0, 1.0, alg=ALG) * (cfg.shift * width)
   ty = tf.random.stateless_uniform([batch], seeds[3], -1.0, 1.0, alg=ALG) * (cfg.shift * height)

@@ -8,6 +8,7 @@ Each prints a table and the machine it ran on; nothing here asserts a speed.
 # First: sets TensorFlow's C++ log level before TensorFlow loads.
 from ctdist import console  # pylint: disable=g-bad-import-order
 
+import dataclasses
 import json
 import os
 import platform
@@ -17,31 +18,10 @@ import tempfile
 from absl import app
 from absl import flags
 
+from ctdist import bench_lib
+from ctdist import dataflags
+
 BENCHMARKS = ("input", "step", "precision", "xla", "augment", "scaling")
-
-
-def _define_flags():
-  flags.DEFINE_string("json", None, "Also write the results as JSON here.")
-  flags.DEFINE_string("folder", None, "Kaggle-layout folder (containing Data/) for `input`; "
-                      "default: the synthetic config exported to a temporary folder.")
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir; default: a temporary one.")
-  flags.DEFINE_string("dataset", "tfds_ctscan/synthetic", "TFDS dataset for step benchmarks.")
-  flags.DEFINE_integer("image_size", 224, "Input height and width.")
-  flags.DEFINE_integer("batch_size", 32, "Global batch.")
-  flags.DEFINE_string("strategy", "auto", "Strategy for step benchmarks.")
-  flags.DEFINE_string("precision", "auto", "Precision for `step` and `scaling`.")
-  flags.DEFINE_string("phases", "head,finetune", "Phases timed by step benchmarks.")
-  flags.DEFINE_integer("finetune_layers", 50, "Layers unfrozen for the fine-tune phase (-1 all).")
-  flags.DEFINE_integer("steps", 20, "Timed steps per measurement.")
-  flags.DEFINE_integer("warmup", 3, "Untimed steps before each measurement.")
-  flags.DEFINE_integer("repeats", 3, "Alternating repetitions; the median is reported.")
-  flags.DEFINE_integer("steps_per_loop", 1, "Steps per tf.function call.")
-  flags.DEFINE_integer("epochs", 3, "`input`: steady-state epochs timed after the first.")
-  flags.DEFINE_integer("replicas", 2, "`scaling`: replicas (logical CPUs when there is no GPU).")
-  flags.DEFINE_bool("jit_compile", False,
-                    "`step`/`precision`/`augment`/`scaling`: XLA for the replica step.")
-  flags.DEFINE_bool("deterministic", False, "`step`: TensorFlow op determinism, as "
-                    "ctdist.train --deterministic (run once with, once without).")
 
 
 def machine() -> dict:
@@ -63,23 +43,20 @@ def machine() -> dict:
 def main(argv):
   if len(argv) != 2 or argv[1] not in BENCHMARKS:
     raise app.UsageError(f"usage: python -m ctdist.bench {{{'|'.join(BENCHMARKS)}}} [flags]")
-  f = flags.FLAGS
-  console.setup(f.verbosity)
+  console.setup(flags.FLAGS.verbosity)
+  try:
+    opts = dataflags.from_flags(bench_lib.BenchOptions)
+  except ValueError as e:
+    console.fail(e)
   name = argv[1]
-  if name == "scaling" and f.replicas > 1:
-    from ctdist import bench_lib  # pylint: disable=g-import-not-at-top
-    bench_lib.split_cpu(f.replicas)
-  from ctdist import bench_lib  # pylint: disable=g-import-not-at-top,reimported
+  if name == "scaling" and opts.replicas > 1:
+    bench_lib.split_cpu(opts.replicas)
   with tempfile.TemporaryDirectory(prefix="ctdist_bench_") as tmp:
-    opts = bench_lib.BenchOptions(
-        data_dir=f.data_dir or os.path.join(tmp, "tfds"), dataset=f.dataset,
-        image_size=f.image_size, batch_size=f.batch_size, strategy=f.strategy,
-        precision=f.precision, phases=tuple(f.phases.split(",")),
-        finetune_layers=f.finetune_layers, steps=f.steps, warmup=f.warmup,
-        repeats=f.repeats, steps_per_loop=f.steps_per_loop, jit_compile=f.jit_compile,
-        deterministic=f.deterministic, tmp=tmp)
+    tmp = opts.tmp or tmp
+    opts = dataclasses.replace(opts, tmp=tmp,
+                               data_dir=opts.data_dir or os.path.join(tmp, "tfds"))
     if name == "input":
-      result = bench_lib.bench_input(opts, f.folder, f.epochs)
+      result = bench_lib.bench_input(opts)
     elif name == "step":
       result = bench_lib.bench_step(opts)
     elif name == "precision":
@@ -89,11 +66,11 @@ def main(argv):
     elif name == "augment":
       result = bench_lib.bench_variants(opts, "augmentation", [False, True])
     else:
-      result = bench_lib.bench_scaling(opts, f.replicas)
+      result = bench_lib.bench_scaling(opts)
   report = {"benchmark": name, "machine": machine(), **result}
   print(bench_lib.render(report))
-  if f.json:
-    with open(f.json, "w") as fh:
+  if opts.json:
+    with open(opts.json, "w") as fh:
       json.dump(report, fh, indent=1)
 
 
@@ -105,5 +82,5 @@ def _mixed() -> str:
 
 
 if __name__ == "__main__":
-  _define_flags()
+  dataflags.define_flags(bench_lib.BenchOptions)
   app.run(main)

@@ -13,28 +13,48 @@ import tensorflow as tf
 
 from ctdist import augment
 from ctdist import data as data_lib
+from ctdist import dataflags
 from ctdist import loop
 from ctdist import model as model_lib
 from ctdist import strategy as strategy_lib
 
+option = dataflags.option
+
 
 @dataclasses.dataclass(frozen=True)
 class BenchOptions:
-  data_dir: str
-  tmp: str
-  dataset: str = "tfds_ctscan/synthetic"
-  image_size: int = 224
-  batch_size: int = 32
-  strategy: str = "auto"
-  precision: str = "auto"
-  phases: tuple[str, ...] = ("head", "finetune")
-  finetune_layers: int = 50
-  steps: int = 20
-  warmup: int = 3
-  repeats: int = 3
-  steps_per_loop: int = 1
-  jit_compile: bool = False
-  deterministic: bool = False
+  """What `python -m ctdist.bench` is told; flags of the same names fill it."""
+  dataset: str = option("tfds_ctscan/synthetic", "TFDS dataset for step benchmarks.")
+  data_dir: str | None = option(None, "TFDS data_dir; default: one in --tmp.")
+  tmp: str | None = option(None, "Scratch folder; default: a new temporary one.")
+  folder: str | None = option(
+      None, "`input`: Kaggle-layout folder (containing Data/); default: the synthetic "
+      "config exported to --tmp.")
+  json: str | None = option(None, "Also write the results as JSON here.")
+  image_size: int = option(224, "Input height and width.")
+  batch_size: int = option(32, "Global batch.")
+  strategy: str = option("auto", "Strategy for step benchmarks.",
+                         choices=strategy_lib.STRATEGIES)
+  precision: str = option("auto", "Precision for `step` and `scaling`.",
+                          choices=strategy_lib.PRECISIONS)
+  phases: tuple[str, ...] = option(loop.PHASES, "Phases timed by step benchmarks.")
+  finetune_layers: int = option(50, "Layers unfrozen for the fine-tune phase (-1 all).")
+  steps: int = option(20, "Timed steps per measurement.")
+  warmup: int = option(3, "Untimed steps before each measurement.")
+  repeats: int = option(3, "Alternating repetitions; the median is reported.")
+  steps_per_loop: int = option(1, "Steps per tf.function call.")
+  epochs: int = option(3, "`input`: steady-state epochs timed after the first.")
+  replicas: int = option(2, "`scaling`: replicas (logical CPUs when there is no GPU).")
+  jit_compile: bool = option(
+      False, "`step`/`precision`/`augment`/`scaling`: XLA for the replica step.")
+  deterministic: bool = option(
+      False, "`step`: TensorFlow op determinism, as ctdist.train --deterministic (run "
+      "once with, once without).")
+
+  def __post_init__(self):
+    unknown = [p for p in self.phases if p not in loop.PHASES]
+    if unknown:
+      raise ValueError(f"phases {unknown} unknown; use some of {','.join(loop.PHASES)}")
 
 
 def split_cpu(n: int) -> None:
@@ -69,12 +89,13 @@ def _images_per_sec(batches, steps: int, batch_size: int) -> float:
   return steps * batch_size / (time.perf_counter() - start)
 
 
-def bench_input(opts: BenchOptions, folder: str | None, epochs: int) -> dict:
+def bench_input(opts: BenchOptions) -> dict:
   """ctdist's input pipeline (first epoch, steady state) against ImageDataGenerator."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top
   from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
+  folder, epochs = opts.folder, opts.epochs
   if folder is None:
     folder = os.path.join(opts.tmp, "folder")
     synthetic.write_kaggle_layout(folder, seed=0)
@@ -218,10 +239,10 @@ def bench_variants(opts: BenchOptions, key: str, values: list) -> dict:
           "results": results, "ratios": ratios}
 
 
-def bench_scaling(opts: BenchOptions, replicas: int) -> dict:
+def bench_scaling(opts: BenchOptions) -> dict:
   """Images/s on 1 replica against `replicas` (per-replica batch held fixed)."""
   gpus = tf.config.list_logical_devices("GPU")
-  devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))][:replicas]
+  devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))][:opts.replicas]
   results = []
   for strategy in (tf.distribute.OneDeviceStrategy(devices[0]),
                    tf.distribute.MirroredStrategy(devices)):

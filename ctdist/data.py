@@ -70,12 +70,18 @@ def class_counts(b, split: str) -> np.ndarray:
   return np.bincount(labels, minlength=b.info.features["label"].num_classes)
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-  """Encoded PNG/JPEG -> image_size x image_size x 3 uint8, aspect not kept
-  (as the notebook's flow_from_directory did), bilinear with antialiasing."""
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  image = tf.image.resize(image, (image_size, image_size), antialias=True)
+def resize(pixels, image_size: int) -> tf.Tensor:
+  """[H, W, 3] (or a batch) -> image_size x image_size uint8, aspect not kept (as the
+  notebook's flow_from_directory did), bilinear with antialiasing. Training, evaluation
+  and `ctdist.predict` all resize here."""
+  image = tf.image.resize(pixels, (image_size, image_size), antialias=True)
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Encoded PNG/JPEG -> `resize`d uint8."""
+  return resize(tf.io.decode_image(encoded, channels=3, expand_animations=False),
+                image_size)
 
 
 def _examples(b, split: str, image_size: int, num_shards: int, shard: int

@@ -19,6 +19,7 @@ from ctdist import data as data_lib
 from ctdist import files
 from ctdist import metrics
 from ctdist import model as model_lib
+from ctdist import options
 from ctdist import plots
 
 
@@ -73,21 +74,9 @@ def _define_flags():
                       required=True)
   flags.DEFINE_string("split", "test", "Split to evaluate: train, valid or test.")
   flags.DEFINE_string("dataset", None,
-                      "TFDS name; default: the one in the run's flags.txt.")
+                      "TFDS name; default: the run's (its options.json).")
   flags.DEFINE_string("data_dir", None, "TFDS data_dir; default: the run's.")
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
-
-
-def _run_flag(model_dir: str, name: str):
-  path = os.path.join(model_dir, "flags.txt")
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    lines = f.read().splitlines()
-  for line in lines:
-    if line.startswith(f"--{name}="):
-      return line.strip().split("=", 1)[1]
-  return None
 
 
 def main(argv):
@@ -98,12 +87,17 @@ def main(argv):
   if not tf.io.gfile.exists(model_path):
     raise app.UsageError(f"{model_path} not found; train first with python -m ctdist.train")
   model = keras.saving.load_model(model_path, safe_mode=True)
-  dataset = f.dataset or _run_flag(f.model_dir, "dataset") or "tfds_ctscan/kaggle"
-  data_dir = f.data_dir or _run_flag(f.model_dir, "data_dir")
   try:
+    # The run's own dataset and data_dir unless given (a run without options.json needs
+    # --dataset).
+    saved = tf.io.gfile.exists(os.path.join(f.model_dir, options.FILENAME))
+    run = options.load(f.model_dir) if saved or f.dataset is None else None
+    dataset = f.dataset or run.dataset
+    data_dir = f.data_dir or (run.data_dir if run else None)
     b = data_lib.builder(dataset, data_dir)
     report = evaluate(model, b, f.split, f.model_dir, f.batch_size)
-  except (data_lib.DatasetNotBuiltError, ClassMismatchError) as e:
+  except (data_lib.DatasetNotBuiltError, ClassMismatchError, options.NoOptionsError,
+          options.OptionsFileError) as e:
     console.fail(e)
   print(f"{dataset} {f.split}: {report['num_leaked']} leaked example(s) excluded "
         "from the leak-free column")

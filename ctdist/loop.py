@@ -18,31 +18,38 @@ import numpy as np
 import tensorflow as tf
 
 from ctdist import augment
+from ctdist import dataflags
 from ctdist import faults
 from ctdist import files
 from ctdist import model as model_lib
 
 PHASES = ("head", "finetune")
 LR_SCHEDULES = ("constant", "cosine")
+option = dataflags.option
 
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
   """Head, then fine-tune: epochs, learning rates, what unfreezes, when to stop."""
-  head_epochs: int = 10
-  head_lr: float = 1e-4
-  finetune_epochs: int = 10
-  finetune_lr: float = 1e-5
-  finetune_layers: int = 50
-  freeze_batchnorm: bool = True
-  patience: int = 3
-  # Both phases: linear warm-up from 0 over `warmup_epochs`, then `lr_schedule`
-  # ("constant": the phase's rate; "cosine": down to 0 at the phase's last step).
-  warmup_epochs: float = 0.0
-  lr_schedule: str = "constant"
-  weight_decay: float = 0.0  # decoupled (AdamW); biases and BatchNorm are not decayed
-  label_smoothing: float = 0.0
-  clip_norm: float = 0.0  # global gradient-norm clipping; 0: off
+  head_epochs: int = option(10, "Phase 1 epochs (base frozen).")
+  head_lr: float = option(1e-4, "Phase 1 Adam learning rate.")
+  finetune_epochs: int = option(10, "Phase 2 epochs.")
+  finetune_lr: float = option(1e-5, "Phase 2 Adam learning rate.")
+  finetune_layers: int = option(
+      50, "Top base layers unfrozen in phase 2 (-1: all); BatchNorm stays frozen.")
+  freeze_batchnorm: bool = option(
+      True, "Keep BatchNorm frozen in inference mode; --nofreeze_batchnorm only to train "
+      "from scratch with --weights=none.")
+  patience: int = option(3, "Early-stopping patience in epochs (val loss).")
+  warmup_epochs: float = option(
+      0.0, "Both phases: linear learning-rate warm-up from 0 over this many epochs.")
+  lr_schedule: str = option(
+      "constant", "Both phases, after the warm-up: constant, or cosine decay to 0 at the "
+      "phase's last step.", choices=LR_SCHEDULES)
+  weight_decay: float = option(
+      0.0, "Decoupled weight decay (AdamW) if > 0; not on biases and BatchNorm.")
+  label_smoothing: float = option(0.0, "Label smoothing of the loss.")
+  clip_norm: float = option(0.0, "Clip gradients to this global norm (0: off).")
 
   def __post_init__(self):
     if self.lr_schedule not in LR_SCHEDULES:
@@ -182,8 +189,9 @@ class Trainer:
     latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
     if latest is None:
       return 0
-    return int(tf.train.load_checkpoint(latest).get_tensor(
-        "state/phase/.ATTRIBUTES/VARIABLE_VALUE"))
+    state = _State()
+    tf.train.Checkpoint(state=state).read(latest).expect_partial()
+    return int(state.phase)
 
   # ---- compiled steps -------------------------------------------------------------
   def _make_train_fn(self, phase: int):

@@ -21,16 +21,15 @@ def classification_report(labels: np.ndarray, probs: np.ndarray,
   rep = {"num_examples": int(len(labels))}
   if not len(labels):
     return rep
-  p, r, f, support = skm.precision_recall_fscore_support(
-      labels, pred, labels=list(range(k)), zero_division=0)
+  sk = skm.classification_report(labels, pred, labels=list(range(k)),
+                                 target_names=list(class_names), output_dict=True,
+                                 zero_division=0)
+  rename = lambda d: {"precision": float(d["precision"]), "recall": float(d["recall"]),
+                      "f1": float(d["f1-score"])}
   rep["accuracy"] = float(skm.accuracy_score(labels, pred))
-  rep["per_class"] = {
-      name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-             "support": int(support[i])} for i, name in enumerate(class_names)}
-  for avg in ("macro", "weighted"):
-    ap, ar, af, _ = skm.precision_recall_fscore_support(
-        labels, pred, labels=list(range(k)), average=avg, zero_division=0)
-    rep[avg] = {"precision": float(ap), "recall": float(ar), "f1": float(af)}
+  rep["per_class"] = {name: {**rename(sk[name]), "support": int(sk[name]["support"])}
+                      for name in class_names}
+  rep["macro"], rep["weighted"] = rename(sk["macro avg"]), rename(sk["weighted avg"])
   rep["confusion_matrix"] = skm.confusion_matrix(
       labels, pred, labels=list(range(k))).tolist()
   auc = {}

@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
 import tensorflow as tf
 
 
@@ -35,15 +36,10 @@ def training_curves(history: list[dict], path: str) -> None:
 
 
 def confusion_matrix(matrix, class_names: list[str], path: str, title: str) -> None:
-  m = np.asarray(matrix)
+  """Counts (rows true, columns predicted) as scikit-learn draws them."""
   fig, ax = plt.subplots(figsize=(6, 5))
-  ax.imshow(m, cmap="Blues")
-  ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
-  ax.set_yticks(range(len(class_names)), class_names)
-  for i in range(m.shape[0]):
-    for j in range(m.shape[1]):
-      ax.text(j, i, str(m[i, j]), ha="center", va="center",
-              color="white" if m[i, j] > m.max() / 2 else "black")
+  ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
+      ax=ax, cmap="Blues", xticks_rotation=30, colorbar=False)
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
   ax.set_title(title)

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ctdist import data as data_lib
 from ctdist import model as model_lib
 from tfds_ctscan import images
 
@@ -39,8 +40,7 @@ def predict_files(model: keras.Model, paths: list[str]) -> list[dict]:
     except (OSError, images.ImageError) as e:
       results.append({"file": path, "error": str(e)})
       continue
-    resized = tf.image.resize(pixels, (size, size), antialias=True)
-    resized = tf.clip_by_value(tf.round(resized), 0, 255)[None]
+    resized = tf.cast(data_lib.resize(pixels, size), tf.float32)[None]
     probs = np.asarray(model(resized, training=False))[0]
     results.append({"file": path, "label": class_names[int(probs.argmax())],
                     "probabilities": {n: float(p) for n, p in zip(class_names, probs)}})

@@ -7,7 +7,6 @@ Run: python -m ctdist.train --strategy=mirrored --model_dir=runs/kaggle
 # First: sets TensorFlow's C++ log level before TensorFlow loads.
 from ctdist import console  # pylint: disable=g-bad-import-order
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -19,8 +18,10 @@ from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.utils import class_weight
 
 from ctdist import augment
+from ctdist import dataflags
 from ctdist import data as data_lib
 from ctdist import evaluate as evaluate_lib
 from ctdist import faults
@@ -28,54 +29,22 @@ from ctdist import files
 from ctdist import loop
 from ctdist import metrics
 from ctdist import model as model_lib
+from ctdist import options
 from ctdist import plots
 from ctdist import strategy as strategy_lib
 from tfds_ctscan import layout
 from tfds_ctscan import scan
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainOptions:
-  """The resolved training options (the flags, as plain values)."""
-  model_dir: str
-  dataset: str = "tfds_ctscan/kaggle"
-  data_dir: str | None = None
-  manual_dir: str | None = None
-  strategy: str = "auto"
-  tpu: str = "local"
-  precision: str = "auto"
-  weights: str = "imagenet"
-  image_size: int = 224
-  batch_size: int = 32
-  schedule: loop.Schedule = loop.Schedule()
-  class_weight: str = "balanced"
-  steps_per_loop: int = 1
-  log_every_steps: int = 0
-  checkpoint_every_steps: int = 0
-  seed: int = 42
-  deterministic: bool = False
-  jit_compile: bool = False
-  augmentation: augment.AugmentConfig = augment.AugmentConfig()
-  eval_split: str = "test"
-  export: bool = True
-
-
-_SCHEDULE_FIELDS = {f.name for f in dataclasses.fields(loop.Schedule)}
-
-
-def make_options(**values) -> TrainOptions:
-  """TrainOptions from flat values named like the flags (head_epochs=..., ...)."""
-  schedule = {k: values.pop(k) for k in list(values) if k in _SCHEDULE_FIELDS}
-  return TrainOptions(schedule=loop.Schedule(**schedule), **values)
-
-
 def balanced_weights(counts: np.ndarray) -> tuple[float, ...]:
-  """n / (k * n_c) per class, as scikit-learn's 'balanced'."""
-  counts = np.asarray(counts, dtype=np.float64)
+  """n / (k * n_c) per class: scikit-learn's 'balanced', from the class counts."""
+  counts = np.asarray(counts, dtype=np.int64)
   if (counts == 0).any():
-    raise ValueError(f"class counts {counts.tolist()} include an empty class; "
+    raise ValueError(f"class counts {counts.astype(float).tolist()} include an empty class; "
                      "--class_weight=balanced needs every class in train")
-  return tuple(float(w) for w in counts.sum() / (len(counts) * counts))
+  classes = np.arange(len(counts))
+  return tuple(float(w) for w in class_weight.compute_class_weight(
+      "balanced", classes=classes, y=np.repeat(classes, counts)))
 
 
 def weights_checksum(model: keras.Model) -> str:
@@ -86,7 +55,7 @@ def weights_checksum(model: keras.Model) -> str:
   return h.hexdigest()[:16]
 
 
-def _inputs(strategy, b, opts: TrainOptions):
+def _inputs(strategy, b, opts: options.Options):
   """Distributed train and validation datasets, and the number of input pipelines."""
   def make_train_ds(bs, _, n, i):
     count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
@@ -105,14 +74,12 @@ def _inputs(strategy, b, opts: TrainOptions):
   return train_ds, val_ds, pipelines[0]
 
 
-def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
-        flagfile: str | None = None) -> dict:
+def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -> dict:
   """Trains, saves and evaluates; returns the metrics written to metrics.json.
 
   Args:
-    opts: the options.
+    opts: the options (the chief writes them to options.json and flags.txt).
     strategy: use this strategy instead of creating `opts.strategy` (tests).
-    flagfile: the resolved flags, written to model_dir/flags.txt by the chief.
   """
   # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
   strategy = strategy or strategy_lib.make_strategy(opts.strategy, opts.tpu)
@@ -145,9 +112,7 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
                                   opts.batch_size // num_workers, num_workers)
   if chief:
     tf.io.gfile.makedirs(opts.model_dir)
-    if flagfile:
-      with tf.io.gfile.GFile(os.path.join(opts.model_dir, "flags.txt"), "w") as fh:
-        fh.write(flagfile)
+    options.save(opts, opts.model_dir)
     logging.info(
         "strategy %s: %d replica(s), %d worker(s); precision %s; global batch %d "
         "(%d per replica); %d steps per epoch, %d validation steps; class weights %s",
@@ -163,9 +128,9 @@ def run(opts: TrainOptions, strategy: tf.distribute.Strategy | None = None,
       val_steps=val_steps, schedule=opts.schedule, steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
       class_weights=class_weights, loss_scaling=precision == "mixed_float16",
       checkpoint_every_steps=opts.checkpoint_every_steps, jit_compile=opts.jit_compile,
-      augmentation=opts.augmentation, seed=opts.seed)
+      augmentation=opts.augment, seed=opts.seed)
   if chief:
-    logging.info("augmentation: %s", augment.describe(opts.augmentation))
+    logging.info("augmentation: %s", augment.describe(opts.augment))
   trainer = loop.Trainer(strategy, model, cfg, train_ds, val_ds,
                          opts.model_dir, chief, strategy_lib.worker_id(strategy))
   history = trainer.run()
@@ -204,94 +169,25 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
   return result
 
 
-def _define_flags():
-  d = TrainOptions(model_dir="")
-  a, sch = d.augmentation, d.schedule
-  flags.DEFINE_enum("strategy", d.strategy, strategy_lib.STRATEGIES,
-                    "auto: TPU, else all GPUs, else one GPU, else CPU.")
-  flags.DEFINE_string("tpu", d.tpu, "TPU address for --strategy=tpu: 'local' on a TPU VM.")
-  flags.DEFINE_enum("precision", d.precision, strategy_lib.PRECISIONS,
-                    "auto: mixed_float16 on GPU, mixed_bfloat16 on TPU, float32 on CPU.")
-  flags.DEFINE_string("dataset", d.dataset, "TFDS name: tfds_ctscan/kaggle or tfds_ctscan/synthetic.")
-  flags.DEFINE_string("data_dir", d.data_dir, "TFDS data_dir (local path or gs://...).")
-  flags.DEFINE_string("manual_dir", d.manual_dir,
-                      "Build the Kaggle dataset from this download first, if not built.")
-  flags.DEFINE_string("model_dir", None, "Output and checkpoint folder.", required=True)
-  flags.DEFINE_string("weights", d.weights, "imagenet, none (random init) or a local .h5 path.")
-  flags.DEFINE_integer("image_size", d.image_size, "Input height and width in pixels.")
-  flags.DEFINE_integer("batch_size", d.batch_size, "Global batch; divisible by the replicas.")
-  flags.DEFINE_integer("head_epochs", sch.head_epochs, "Phase 1 epochs (base frozen).")
-  flags.DEFINE_float("head_lr", sch.head_lr, "Phase 1 Adam learning rate.")
-  flags.DEFINE_integer("finetune_epochs", sch.finetune_epochs, "Phase 2 epochs.")
-  flags.DEFINE_float("finetune_lr", sch.finetune_lr, "Phase 2 Adam learning rate.")
-  flags.DEFINE_integer("finetune_layers", sch.finetune_layers,
-                       "Top base layers unfrozen in phase 2 (-1: all); BatchNorm stays frozen.")
-  flags.DEFINE_bool("freeze_batchnorm", sch.freeze_batchnorm,
-                    "Keep BatchNorm frozen in inference mode; --nofreeze_batchnorm only "
-                    "to train from scratch with --weights=none.")
-  flags.DEFINE_float("warmup_epochs", sch.warmup_epochs,
-                     "Both phases: linear learning-rate warm-up from 0 over this many epochs.")
-  flags.DEFINE_enum("lr_schedule", sch.lr_schedule, loop.LR_SCHEDULES,
-                    "Both phases, after the warm-up: constant, or cosine decay to 0.")
-  flags.DEFINE_float("weight_decay", sch.weight_decay,
-                     "Decoupled weight decay (AdamW) if > 0; not on biases and BatchNorm.")
-  flags.DEFINE_float("label_smoothing", sch.label_smoothing, "Label smoothing of the loss.")
-  flags.DEFINE_float("clip_norm", sch.clip_norm, "Clip gradients to this global norm (0: off).")
-  flags.DEFINE_integer("patience", sch.patience, "Early-stopping patience in epochs (val loss).")
-  flags.DEFINE_enum("class_weight", d.class_weight, ["balanced", "none"],
-                    "Loss weights for the imbalanced classes.")
-  flags.DEFINE_integer("steps_per_loop", d.steps_per_loop,
-                       "Train steps per tf.function call (raise on TPU).")
-  flags.DEFINE_integer("log_every_steps", d.log_every_steps, "Progress line every N steps (0: off).")
-  flags.DEFINE_integer("checkpoint_every_steps", d.checkpoint_every_steps,
-                       "Also checkpoint every N steps inside an epoch (0: per epoch only).")
-  flags.DEFINE_integer("seed", d.seed, "Seed for weights, shuffling and augmentation.")
-  flags.DEFINE_bool("deterministic", d.deterministic,
-                    "TensorFlow op determinism: the same flags on the same machine repeat "
-                    "a run exactly (slower; see README).")
-  flags.DEFINE_bool("jit_compile", d.jit_compile,
-                    "XLA-compile the replica step: augmentation, forward, backward, update.")
-  flags.DEFINE_float("augment_rotation", a.rotation_deg, "Max rotation in degrees (0: off).")
-  flags.DEFINE_float("augment_zoom", a.zoom, "Max zoom fraction (0: off).")
-  flags.DEFINE_float("augment_shift", a.shift, "Max shift fraction (0: off).")
-  flags.DEFINE_float("augment_brightness", a.brightness, "Max brightness change (0: off).")
-  flags.DEFINE_bool("augment_flip", a.flip, "Random horizontal flips.")
-  flags.DEFINE_string("eval_split", d.eval_split, "Split evaluated after training.")
-  flags.DEFINE_bool("export", d.export, "Also export a SavedModel for serving.")
-
-
 # A user's mistakes: one message and exit status 2, no traceback.
 USER_ERRORS = (data_lib.DatasetNotBuiltError, data_lib.BatchSizeError, model_lib.WeightsError,
                strategy_lib.StrategyError, layout.LayoutError, scan.UnreadableImagesError)
-
-
-FLAG_NAMES = ("strategy", "tpu", "precision", "dataset", "data_dir", "manual_dir",
-              "model_dir", "weights", "image_size", "batch_size", "head_epochs", "head_lr",
-              "finetune_epochs", "finetune_lr", "finetune_layers", "freeze_batchnorm", "patience",
-              "warmup_epochs", "lr_schedule", "weight_decay", "label_smoothing", "clip_norm",
-              "class_weight", "steps_per_loop", "log_every_steps",
-              "checkpoint_every_steps", "seed", "deterministic", "jit_compile", "augment_rotation", "augment_zoom",
-              "augment_shift", "augment_brightness", "augment_flip", "eval_split", "export")
-
-
-def options_from_flags(f) -> TrainOptions:
-  aug = augment.AugmentConfig(f.augment_rotation, f.augment_zoom, f.augment_shift,
-                              f.augment_brightness, f.augment_flip)
-  values = {n: f[n].value for n in FLAG_NAMES if not n.startswith("augment_")}
-  return make_options(augmentation=aug, **values)
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
   console.setup(f.verbosity)
-  flagfile = "".join(f[n].serialize() + "\n" for n in FLAG_NAMES if f[n].value is not None)
   try:
-    run(options_from_flags(f), flagfile=flagfile)
+    opts = dataflags.from_flags(options.Options, f)
+  except ValueError as e:  # a value out of range (the fields' checks name it)
+    console.fail(e)
+  try:
+    run(opts)
   except USER_ERRORS as e:
     console.fail(e)
 
 
 if __name__ == "__main__":
-  _define_flags()
+  dataflags.define_flags(options.Options)
   app.run(main)

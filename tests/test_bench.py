@@ -39,8 +39,8 @@ def _check(report):
 
 def test_input_compares_pipeline_with_notebook_generator(tmp_path, kaggle_dir):
   # `Data/` itself, as the builder accepts it (it once looked for Data/Data/train).
-  result = bench_lib.bench_input(_opts(tmp_path, str(tmp_path / "tfds")),
-                                 str(kaggle_dir / "Data"), 1)
+  result = bench_lib.bench_input(_opts(tmp_path, str(tmp_path / "tfds"),
+                                       folder=str(kaggle_dir / "Data"), epochs=1))
   names = [r["name"] for r in result["results"]]
   assert any("ImageDataGenerator" in n for n in names)
   assert all(r["images_per_sec"] > 0 for r in result["results"])

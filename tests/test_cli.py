@@ -66,7 +66,7 @@ def test_evaluate_cli_scores_the_split_whole_and_leak_free(run_dir):
 def test_evaluate_cli_refuses_a_model_trained_on_other_classes(run_dir, tmp_path):
   other = tmp_path / "other"
   other.mkdir()
-  shutil.copy(run_dir / "flags.txt", other / "flags.txt")
+  shutil.copy(run_dir / "options.json", other / "options.json")
   permuted = ["normal", "adenocarcinoma", "squamous_cell_carcinoma", "large_cell_carcinoma"]
   model_lib.build_model(32, permuted, weights="none").save(other / "model.keras")
   done = _run("ctdist.evaluate", f"--model_dir={other}")

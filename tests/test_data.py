@@ -91,3 +91,27 @@ def test_gcs_data_dir_passes_through_untouched(monkeypatch):
   monkeypatch.setattr(data_lib.tfds, "builder", fake_builder)
   data_lib.builder("tfds_ctscan/kaggle", "gs://my-bucket/tensorflow_datasets")
   assert seen == {"name": "tfds_ctscan/kaggle", "data_dir": "gs://my-bucket/tensorflow_datasets"}
+
+
+def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_dir):
+  # One file, two ways in: ctdist.predict reads the file itself; evaluation reads the
+  # builder's TFRecords. Both must reach the model as the same pixels.
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from ctdist import evaluate, model as model_lib, predict  # pylint: disable=g-import-not-at-top
+  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+  names = [n.decode() for n in b.as_dataset(
+      split="test", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+  ).map(lambda ex: ex["file_name"]).as_numpy_iterator()]
+  model = model_lib.build_model(40, list(b.info.features["label"].names), "none")
+  kernel = [w for w in model.weights if w.path.endswith("logits/kernel")][0]
+  kernel.assign(np.random.RandomState(0).normal(0, 0.05, kernel.shape))  # zero: all 0.25
+  _, probs, _ = evaluate.predict_split(model, b, "test", batch_size=4)
+  data_root = pathlib.Path(small_data_dir).parent / "manual" / "Data"
+  results = predict.predict_files(model, [str(data_root / n) for n in names])
+  assert len(results) == len(names) == 13
+  for r, p in zip(results, probs):
+    assert "error" not in r, r
+    np.testing.assert_allclose(list(r["probabilities"].values()), p, rtol=1e-4, atol=1e-6)
+  # Different images give different outputs: the comparison is not of constants.
+  assert len({round(float(p.max()), 6) for p in probs}) > 1

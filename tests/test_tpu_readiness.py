@@ -22,6 +22,7 @@ from ctdist import data as data_lib
 from ctdist import faults
 from ctdist import loop
 from ctdist import model as model_lib
+from ctdist import options
 from ctdist import strategy as strategy_lib
 from ctdist import train
 
@@ -58,7 +59,7 @@ def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypa
     built = {}
     monkeypatch.setattr(model_lib, "build_model",
                         lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
-    opts = train.make_options(
+    opts = options.from_flat(
         model_dir=str(tmp_path / f"spl{steps_per_loop}"), dataset="tfds_ctscan/kaggle",
         data_dir=small_data_dir, weights="none", image_size=32, batch_size=4,
         head_epochs=2, finetune_epochs=0, steps_per_loop=steps_per_loop, export=False,
@@ -75,9 +76,9 @@ def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypa
 
 @pytest.mark.slow
 def test_partial_checkpoint_files_do_not_break_resume(tmp_path, small_data_dir, monkeypatch):
-  opts = train.make_options(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
-                            data_dir=small_data_dir, weights="none", image_size=32,
-                            batch_size=4, head_epochs=1, finetune_epochs=1, export=False)
+  opts = options.from_flat(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
+                           data_dir=small_data_dir, weights="none", image_size=32,
+                           batch_size=4, head_epochs=1, finetune_epochs=1, export=False)
   monkeypatch.setenv(faults.ENV, "after_checkpoint:1")  # killed after the first epoch
   with pytest.raises(faults.Crash):
     train.run(opts, strategy_lib.make_strategy("cpu"))

@@ -15,6 +15,7 @@ from ctdist import faults
 from ctdist import loop
 from ctdist import metrics
 from ctdist import model as model_lib
+from ctdist import options
 from ctdist import predict
 from ctdist import strategy as strategy_lib
 from ctdist import train
@@ -26,8 +27,8 @@ FAST = dict(image_size=32, batch_size=4, head_epochs=1, finetune_epochs=1,
 
 
 def _opts(tmp_path, small_data_dir, **kw):
-  return train.make_options(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
-                            data_dir=small_data_dir, **{**FAST, **kw})
+  return options.from_flat(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
+                           data_dir=small_data_dir, **{**FAST, **kw})
 
 
 @pytest.fixture(autouse=True)
@@ -261,22 +262,3 @@ def test_balanced_class_weights_by_hand():
       (613 / 780, 613 / 460, 613 / 592, 613 / 620))
   with pytest.raises(ValueError, match=r"\[3.0, 0.0\] include an empty class"):
     train.balanced_weights([3, 0])
-
-
-def test_augment_flags_reach_the_augmentation():
-  # The real flag definitions and parsing, in a process of their own (absl's FLAGS is
-  # global); each flag must land in the field of its name.
-  code = ("import dataclasses, json; from absl import flags; from ctdist import train; "
-          "train._define_flags(); flags.FLAGS(['train', '--model_dir=run', "
-          "'--augment_rotation=7', '--augment_zoom=0.11', '--augment_shift=0', "
-          "'--augment_brightness=0.33', '--noaugment_flip']); "
-          "print(json.dumps(dataclasses.asdict(train.options_from_flags(flags.FLAGS)"
-          ".augmentation)))")
-  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
-  assert done.returncode == 0, done.stderr[-3000:]
-  cfg = augment.AugmentConfig(**json.loads(done.stdout.splitlines()[-1]))
-  assert (cfg.rotation_deg, cfg.zoom, cfg.shift, cfg.brightness, cfg.flip) == (
-      7.0, 0.11, 0.0, 0.33, False)
-  assert augment.describe(cfg).startswith(
-      "rotation +-7 deg, zoom +-0.11, brightness +-0.33; inside the replica step")

@@ -4,6 +4,8 @@ import hashlib
 
 import numpy as np
 from PIL import Image
+from scipy import sparse
+from scipy.sparse import csgraph
 
 THUMB_SIZE = 16  # perceptual hash: a 16 x 16 box-downsampled grayscale thumbnail
 # Two images whose thumbnails differ by at most this mean absolute gray level
@@ -48,19 +50,9 @@ def groups(keys: list) -> list[list[int]]:
 def near_groups(hashes: np.ndarray, max_distance: float = NEAR_DUPLICATE_MAD
                 ) -> list[list[int]]:
   """Connected groups of images within `max_distance` of each other."""
-  n = len(hashes)
-  parent = list(range(n))
-
-  def find(i):
-    while parent[i] != i:
-      parent[i] = parent[parent[i]]
-      i = parent[i]
-    return i
-
   near = distances(hashes, hashes) <= max_distance
-  for i, j in zip(*np.nonzero(np.triu(near, k=1))):
-    parent[find(i)] = find(j)
-  return groups([find(i) for i in range(n)])
+  _, component = csgraph.connected_components(sparse.csr_matrix(near), directed=False)
+  return groups(component.tolist())
 
 
 def leaked(split_of: list[str], exact: list[str], hashes: np.ndarray,

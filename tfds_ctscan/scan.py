@@ -34,9 +34,6 @@ class Scan:
   def files_found(self) -> int:
     return len(self.records) + len(self.ignored) + len(self.unreadable)
 
-  def leaked_by_name(self) -> dict[str, bool]:
-    return {r.file.rel_name: flag for r, flag in zip(self.records, self.leaked)}
-
 
 class UnreadableImagesError(ValueError):
   """One or more image files could not be decoded; lists all of them."""

@@ -1,0 +1,115 @@
+"""One shape for a run's options: flags, options.json and flags.txt all rebuild the same
+Options tree."""
+
+import dataclasses
+import json
+
+from absl import flags
+import pytest
+
+from ctdist import augment
+from ctdist import bench_lib
+from ctdist import dataflags
+from ctdist import loop
+from ctdist import options
+
+# The command line as released (README, launch scripts, users' flag files): every name
+# must still exist, and no other.
+TRAIN_FLAGS = {
+    "strategy", "tpu", "precision", "dataset", "data_dir", "manual_dir", "model_dir",
+    "weights", "image_size", "batch_size", "head_epochs", "head_lr", "finetune_epochs",
+    "finetune_lr", "finetune_layers", "freeze_batchnorm", "patience", "warmup_epochs",
+    "lr_schedule", "weight_decay", "label_smoothing", "clip_norm", "class_weight",
+    "steps_per_loop", "log_every_steps", "checkpoint_every_steps", "seed", "deterministic",
+    "jit_compile", "augment_rotation", "augment_zoom", "augment_shift",
+    "augment_brightness", "augment_flip", "eval_split", "export"}
+BENCH_FLAGS = {
+    "json", "folder", "data_dir", "dataset", "image_size", "batch_size", "strategy",
+    "precision", "phases", "finetune_layers", "steps", "warmup", "repeats",
+    "steps_per_loop", "epochs", "replicas", "jit_compile", "deterministic", "tmp"}
+
+
+def _parse(cls, argv):
+  fv = flags.FlagValues()
+  dataflags.define_flags(cls, fv)
+  fv(["prog", *argv])
+  return fv
+
+
+def test_the_flags_are_the_released_command_line():
+  assert {name for name, *_ in dataflags.flag_fields(options.Options)} == TRAIN_FLAGS
+  assert {name for name, *_ in dataflags.flag_fields(bench_lib.BenchOptions)} == BENCH_FLAGS
+  fv = _parse(options.Options, ["--model_dir=r"])
+  assert set(fv) >= TRAIN_FLAGS
+
+
+def test_each_flag_lands_in_the_field_of_its_name():
+  fv = _parse(options.Options, [
+      "--model_dir=run", "--augment_rotation=7", "--augment_zoom=0.11", "--augment_shift=0",
+      "--augment_brightness=0.33", "--noaugment_flip", "--head_epochs=3",
+      "--finetune_lr=2e-6", "--lr_schedule=cosine", "--nofreeze_batchnorm",
+      "--data_dir=/d", "--deterministic", "--seed=5"])
+  opts = dataflags.from_flags(options.Options, fv)
+  assert opts.augment == augment.AugmentConfig(rotation=7.0, zoom=0.11, shift=0.0,
+                                               brightness=0.33, flip=False)
+  assert opts.schedule == loop.Schedule(head_epochs=3, finetune_lr=2e-6,
+                                        lr_schedule="cosine", freeze_batchnorm=False)
+  assert (opts.model_dir, opts.data_dir, opts.deterministic, opts.seed) == (
+      "run", "/d", True, 5)
+  # Untouched flags give the dataclass defaults: the flags are the tree, not a copy.
+  assert dataclasses.replace(opts, augment=augment.AugmentConfig(), schedule=loop.Schedule(),
+                             model_dir="x", data_dir=None, deterministic=False,
+                             seed=42) == options.Options(model_dir="x")
+  assert augment.describe(opts.augment).startswith(
+      "rotation +-7 deg, zoom +-0.11, brightness +-0.33; inside the replica step")
+
+
+def test_bench_flags_fill_bench_options():
+  fv = _parse(bench_lib.BenchOptions, ["--phases=head", "--steps=4", "--jit_compile"])
+  opts = dataflags.from_flags(bench_lib.BenchOptions, fv)
+  assert (opts.phases, opts.steps, opts.jit_compile, opts.warmup) == (("head",), 4, True, 3)
+  with pytest.raises(ValueError, match=r"phases \['tail'\] unknown; use some of head,finetune"):
+    bench_lib.BenchOptions(phases=("head", "tail"))
+
+
+def test_options_json_and_flags_txt_rebuild_the_options(tmp_path):
+  opts = options.from_flat(model_dir=str(tmp_path), data_dir="/data", head_epochs=2,
+                           head_lr=3e-4, augment_zoom=0.0, augment_flip=False,
+                           precision="mixed_bfloat16", seed=7)
+  options.save(opts, str(tmp_path))
+  assert options.load(str(tmp_path)) == opts
+  saved = json.loads((tmp_path / "options.json").read_text())
+  assert saved["schedule"]["head_lr"] == 3e-4 and saved["augment"]["flip"] is False
+  # flags.txt, read by absl's own --flagfile: the same tree.
+  fv = _parse(options.Options, [f"--flagfile={tmp_path / 'flags.txt'}"])
+  assert dataflags.from_flags(options.Options, fv) == opts
+  assert "--noaugment_flip\n" in (tmp_path / "flags.txt").read_text()
+
+
+def test_bad_options_name_the_value():
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['head_epoch'\]"):
+    options.from_flat(model_dir="r", head_epoch=2)
+  with pytest.raises(ValueError, match=r"augmentation zoom=1.5 is out of range"):
+    options.from_flat(model_dir="r", augment_zoom=1.5)
+  with pytest.raises(ValueError, match="lr_schedule='step'"):
+    options.from_flat(model_dir="r", lr_schedule="step")
+
+
+def test_unreadable_options_json_names_the_file(tmp_path):
+  with pytest.raises(options.NoOptionsError, match=r"options.json not found.*--dataset"):
+    options.load(str(tmp_path))
+  (tmp_path / "options.json").write_text(json.dumps({"model_dir": "r", "epochs": 3}))
+  with pytest.raises(options.OptionsFileError,
+                     match=r"options.json: unknown option\(s\) \['epochs'\]"):
+    options.load(str(tmp_path))
+  (tmp_path / "options.json").write_text("{not json")
+  with pytest.raises(options.OptionsFileError, match="options.json"):
+    options.load(str(tmp_path))
+
+
+def test_a_field_without_help_has_no_flag():
+  @dataclasses.dataclass(frozen=True)
+  class Bad:
+    n: int = 3
+  with pytest.raises(TypeError, match="field 'n' has no help text"):
+    dataflags.define_flags(Bad, flags.FlagValues())
