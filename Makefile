@@ -7,7 +7,7 @@ DATA_DIR ?= $(RUN_DIR)/tensorflow_datasets
 # one file, read by `make demo` and by tests/test_demo.py.
 DEMO_FLAGS ?= --flagfile=demo.flags --data_dir=$(DATA_DIR) --model_dir=$(RUN_DIR)/model
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,9 +28,13 @@ demo: $(VENV)/.installed
 	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
 	  "$(RUN_DIR)/files/Data/test/normal/0020.png"
 
-# Two pytest workers: while one traces a graph (one core), the other computes.
-test: $(VENV)/.installed
+# Lint (ruff.toml), then two pytest workers: while one traces a graph (one core), the
+# other computes.
+test: lint
 	$(PY) -m pytest -q -n 2
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf runs

@@ -30,7 +30,8 @@ def machine() -> dict:
   cpu = platform.processor() or ""
   try:
     with open("/proc/cpuinfo") as f:
-      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+      cpu = next((line.split(":", 1)[1].strip() for line in f
+                  if line.startswith("model name")), cpu)
   except OSError:
     pass
   gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
@@ -60,7 +61,7 @@ def main(argv):
     elif name == "step":
       result = bench_lib.bench_step(opts)
     elif name == "precision":
-      result = bench_lib.bench_variants(opts, "precision", ["float32", _mixed()])
+      result = bench_lib.bench_variants(opts, "precision", ["float32", "mixed"])
     elif name == "xla":
       result = bench_lib.bench_variants(opts, "jit_compile", [False, True])
     elif name == "augment":
@@ -72,13 +73,6 @@ def main(argv):
   if opts.json:
     with open(opts.json, "w") as fh:
       json.dump(report, fh, indent=1)
-
-
-def _mixed() -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if tf.config.list_logical_devices("TPU"):
-    return "mixed_bfloat16"
-  return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
 if __name__ == "__main__":

@@ -132,12 +132,14 @@ def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool,
   strategy_lib.set_precision(precision)
   b = data_lib.builder(opts.dataset, opts.data_dir)
   info = data_lib.split_info(b, "train")
-  data_lib.check_batch(opts.batch_size, strategy.num_replicas_in_sync)
+  plan = data_lib.step_plan(opts.batch_size, strategy.num_replicas_in_sync,
+                            strategy_lib.input_pipelines(strategy), info.num_examples,
+                            data_lib.split_info(b, "valid").num_examples)
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, info.class_names, "none")
   cfg = loop.LoopConfig(
-      global_batch=opts.batch_size, steps_per_epoch=info.num_examples // opts.batch_size,
-      val_steps=1, schedule=loop.Schedule(finetune_layers=opts.finetune_layers),
+      global_batch=opts.batch_size, steps_per_epoch=plan.steps_per_epoch,
+      val_steps=plan.val_steps, schedule=loop.Schedule(finetune_layers=opts.finetune_layers),
       steps_per_loop=opts.steps_per_loop,
       loss_scaling=precision == "mixed_float16", jit_compile=jit_compile,
       augmentation=augment.AugmentConfig() if augmentation else augment.OFF)
@@ -212,8 +214,11 @@ def bench_step(opts: BenchOptions) -> dict:
 
 def bench_variants(opts: BenchOptions, key: str, values: list) -> dict:
   """The pipeline-fed step for each precision, with and without XLA, or with and without
-  augmentation (`key` is precision, jit_compile or augmentation)."""
+  augmentation (`key` is precision, jit_compile or augmentation). A precision "mixed" is
+  the strategy's `mixed_precision`."""
   strategy = strategy_lib.make_strategy(opts.strategy)
+  if key == "precision":
+    values = [strategy_lib.mixed_precision(strategy) if v == "mixed" else v for v in values]
   results = []
   for value in values:
     precision = value if key == "precision" else strategy_lib.resolve_precision(

@@ -66,7 +66,7 @@ def split_info(b, split: str) -> SplitInfo:
 def class_counts(b, split: str) -> np.ndarray:
   """Examples per class in `split`, read from the labels alone."""
   ds = b.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-  labels = [int(l) for l in ds.map(lambda ex: ex["label"]).as_numpy_iterator()]
+  labels = [int(label) for label in ds.map(lambda ex: ex["label"]).as_numpy_iterator()]
   return np.bincount(labels, minlength=b.info.features["label"].num_classes)
 
 
@@ -146,6 +146,34 @@ def check_batch(global_batch: int, replicas: int) -> int:
         f"use a multiple of {replicas}, e.g. --batch_size="
         f"{max(replicas, global_batch // replicas * replicas)}")
   return global_batch // replicas
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+  """How a global batch spreads over replicas and input pipelines, and how many steps
+  an epoch and a validation pass take."""
+  global_batch: int
+  per_replica_batch: int
+  input_pipelines: int  # one per worker (per host on a TPU)
+  steps_per_epoch: int  # full global batches of the training split
+  val_steps: int  # steps covering every validation example once (the rest padded)
+
+
+def step_plan(global_batch: int, replicas: int, input_pipelines: int,
+              train_examples: int, val_examples: int) -> StepPlan:
+  """The one place these numbers are computed (train, bench, tests).
+
+  Raises:
+    BatchSizeError: the batch does not divide over the replicas, or exceeds the split.
+  """
+  per_replica = check_batch(global_batch, replicas)
+  steps_per_epoch = train_examples // global_batch
+  if steps_per_epoch == 0:
+    raise BatchSizeError(
+        f"global batch {global_batch} is larger than the {train_examples} training "
+        f"examples; use --batch_size={train_examples} or less")
+  return StepPlan(global_batch, per_replica, input_pipelines, steps_per_epoch,
+                  eval_steps(val_examples, global_batch // input_pipelines, input_pipelines))
 
 
 def distribute(strategy: tf.distribute.Strategy, make_ds, global_batch: int):

@@ -185,7 +185,7 @@ def unfreeze_top(model: keras.Model, n_layers: int,
   base = model.get_layer(BASE_NAME)
   base.trainable = True
   top = base.layers if n_layers < 0 else base.layers[len(base.layers) - n_layers:]
-  top_ids = {id(l) for l in top} if n_layers != 0 else set()
+  top_ids = {id(layer) for layer in top} if n_layers != 0 else set()
   unfrozen = []
   for layer in base.layers:
     is_bn = freeze_batchnorm and isinstance(layer, layers.BatchNormalization)

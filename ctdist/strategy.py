@@ -80,16 +80,26 @@ def make_strategy(name: str, tpu: str = "local") -> tf.distribute.Strategy:
   return tf.distribute.MirroredStrategy(devices)
 
 
+def _on_gpu(strategy: tf.distribute.Strategy) -> bool:
+  return any("GPU" in d.upper() for d in strategy.extended.worker_devices)
+
+
+def mixed_precision(strategy: tf.distribute.Strategy) -> str:
+  """The mixed policy the strategy's devices compute fastest in: mixed_float16 on GPU
+  (tensor cores, with loss scaling), mixed_bfloat16 on TPU and CPU."""
+  return "mixed_float16" if _on_gpu(strategy) else "mixed_bfloat16"
+
+
 def resolve_precision(precision: str, strategy: tf.distribute.Strategy) -> str:
-  """Maps `auto` to mixed_bfloat16 on TPU, mixed_float16 on GPU, float32 on CPU."""
+  """Maps `auto` to the device's `mixed_precision` on TPU and GPU, float32 on CPU
+  (mixed precision is no faster there)."""
   if precision not in PRECISIONS:
     raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
   if precision != "auto":
     return precision
-  if isinstance(strategy, tf.distribute.TPUStrategy):
-    return "mixed_bfloat16"
-  devices = strategy.extended.worker_devices
-  return "mixed_float16" if any("GPU" in d.upper() for d in devices) else "float32"
+  if isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu(strategy):
+    return mixed_precision(strategy)
+  return "float32"
 
 
 def set_precision(policy: str) -> None:
@@ -107,6 +117,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return True
   has_chief = "chief" in resolver.cluster_spec().as_dict()
   return task_type in ("worker", None) and task_id == 0 and not has_chief
+
+
+def input_pipelines(strategy: tf.distribute.Strategy) -> int:
+  """Input pipelines `distribute_datasets_from_function` makes: one per worker of the
+  cluster (chief included), one per host on a TPU, one otherwise."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return strategy.extended.num_hosts
+  resolver = getattr(strategy, "cluster_resolver", None)
+  spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+  return max(1, sum(len(spec.get(task, [])) for task in ("chief", "worker")))
 
 
 def worker_id(strategy: tf.distribute.Strategy) -> str:

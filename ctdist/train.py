@@ -55,23 +55,26 @@ def weights_checksum(model: keras.Model) -> str:
   return h.hexdigest()[:16]
 
 
-def _inputs(strategy, b, opts: options.Options):
-  """Distributed train and validation datasets, and the number of input pipelines."""
+def _inputs(strategy, b, opts: options.Options, plan: data_lib.StepPlan):
+  """Distributed train and validation datasets, one input pipeline per worker."""
+  def check(n):
+    if n != plan.input_pipelines:  # the plan's count must be the strategy's
+      raise RuntimeError(f"{type(strategy).__name__} made {n} input pipelines; the step "
+                         f"plan assumed {plan.input_pipelines}")
+
   def make_train_ds(bs, _, n, i):
+    check(n)
     count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
     logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
                  strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
     return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i)
 
-  train_ds = data_lib.distribute(strategy, make_train_ds, opts.batch_size)
-  pipelines = []  # distribute() calls the function at once, on every worker
-
   def make_val_ds(bs, r, n, i):
-    pipelines.append(n)
+    check(n)
     return data_lib.eval_dataset(b, "valid", opts.image_size, bs, r, n, i)
 
-  val_ds = data_lib.distribute(strategy, make_val_ds, opts.batch_size)
-  return train_ds, val_ds, pipelines[0]
+  return (data_lib.distribute(strategy, make_train_ds, opts.batch_size),
+          data_lib.distribute(strategy, make_val_ds, opts.batch_size))
 
 
 def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -> dict:
@@ -91,41 +94,35 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   strategy_lib.set_precision(precision)
   chief = strategy_lib.is_chief(strategy)
   replicas = strategy.num_replicas_in_sync
-  per_replica = data_lib.check_batch(opts.batch_size, replicas)
+  data_lib.check_batch(opts.batch_size, replicas)  # before a build, which takes long
 
   b = data_lib.builder(opts.dataset, opts.data_dir, opts.manual_dir)
   train_info = data_lib.split_info(b, "train")
-  val_info = data_lib.split_info(b, "valid")
-  steps_per_epoch = train_info.num_examples // opts.batch_size
-  if steps_per_epoch == 0:
-    raise data_lib.BatchSizeError(
-        f"global batch {opts.batch_size} is larger than the {train_info.num_examples} "
-        f"training examples of {opts.dataset}; use --batch_size={train_info.num_examples} "
-        "or less")
+  plan = data_lib.step_plan(opts.batch_size, replicas, strategy_lib.input_pipelines(strategy),
+                            train_info.num_examples, data_lib.split_info(b, "valid").num_examples)
   class_weights = None
   if opts.class_weight == "balanced":
     class_weights = balanced_weights(data_lib.class_counts(b, "train"))
   elif opts.class_weight != "none":
     raise ValueError(f"--class_weight={opts.class_weight!r}; expected balanced or none")
-  train_ds, val_ds, num_workers = _inputs(strategy, b, opts)
-  val_steps = data_lib.eval_steps(val_info.num_examples,
-                                  opts.batch_size // num_workers, num_workers)
+  train_ds, val_ds = _inputs(strategy, b, opts, plan)
   if chief:
     tf.io.gfile.makedirs(opts.model_dir)
     options.save(opts, opts.model_dir)
     logging.info(
         "strategy %s: %d replica(s), %d worker(s); precision %s; global batch %d "
         "(%d per replica); %d steps per epoch, %d validation steps; class weights %s",
-        type(strategy).__name__, replicas, num_workers, precision, opts.batch_size,
-        per_replica, steps_per_epoch, val_steps,
+        type(strategy).__name__, replicas, plan.input_pipelines, precision, opts.batch_size,
+        plan.per_replica_batch, plan.steps_per_epoch, plan.val_steps,
         class_weights and "(" + ", ".join(f"{w:.3f}" for w in class_weights) + ")")
 
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, train_info.class_names, opts.weights,
                                   opts.schedule.freeze_batchnorm)
   cfg = loop.LoopConfig(
-      global_batch=opts.batch_size, steps_per_epoch=steps_per_epoch,
-      val_steps=val_steps, schedule=opts.schedule, steps_per_loop=opts.steps_per_loop, log_every_steps=opts.log_every_steps,
+      global_batch=opts.batch_size, steps_per_epoch=plan.steps_per_epoch,
+      val_steps=plan.val_steps, schedule=opts.schedule, steps_per_loop=opts.steps_per_loop,
+      log_every_steps=opts.log_every_steps,
       class_weights=class_weights, loss_scaling=precision == "mixed_float16",
       checkpoint_every_steps=opts.checkpoint_every_steps, jit_compile=opts.jit_compile,
       augmentation=opts.augment, seed=opts.seed)
@@ -138,7 +135,7 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
                weights_checksum(model))
   return _finish(opts, strategy, model, b, history, chief,
                  {"strategy": type(strategy).__name__, "replicas": replicas,
-                  "workers": num_workers, "precision": precision,
+                  "workers": plan.input_pipelines, "precision": precision,
                   "global_batch": opts.batch_size})
 
 

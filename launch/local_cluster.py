@@ -9,7 +9,6 @@ and the exit code is non-zero, naming the lost worker. Re-running the same
 command resumes from the chief's checkpoint.
 """
 
-import argparse
 import json
 import os
 import socket
@@ -17,6 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+
+from absl import app
+from absl import flags
 
 
 def free_ports(n: int) -> list[int]:
@@ -122,19 +124,12 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
   return 1
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n")[0],
-      usage="python -m launch.local_cluster --workers=N -- TRAIN_FLAGS...")
-  parser.add_argument("--workers", type=int, default=2, help="number of worker processes")
-  parser.add_argument("train_args", nargs=argparse.REMAINDER,
-                      help="flags for ctdist.train, after --")
-  args = parser.parse_args(argv)
-  train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-  if args.workers < 1:
-    parser.error(f"--workers={args.workers}: need at least 1")
-  return launch(args.workers, train_args)
+def main(argv) -> int:
+  """`python -m launch.local_cluster --workers=N -- TRAIN_FLAGS...`: absl keeps what
+  follows `--` in argv, for ctdist.train."""
+  return launch(flags.FLAGS.workers, argv[1:])
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  flags.DEFINE_integer("workers", 2, "Number of worker processes.", lower_bound=1)
+  app.run(main)

@@ -9,6 +9,9 @@ import json
 import os
 import sys
 
+from absl import app
+from absl import flags
+
 
 def tf_config_from_slurm(port_base: int = 8888) -> str:
   """TF_CONFIG for this Slurm task (one task per node)."""
@@ -20,13 +23,14 @@ def tf_config_from_slurm(port_base: int = 8888) -> str:
 
 
 def main(argv) -> None:
-  args = argv[1:]
-  if args[:1] == ["--"]:
-    args = args[1:]
-  os.environ["TF_CONFIG"] = tf_config_from_slurm(int(os.environ.get("CTDIST_PORT", "8888")))
+  """absl keeps what follows `--` in argv: the flags for ctdist.train."""
+  os.environ["TF_CONFIG"] = tf_config_from_slurm(flags.FLAGS.port)
   os.execv(sys.executable, [sys.executable, "-m", "ctdist.train",
-                            "--strategy=multi_worker", *args])
+                            "--strategy=multi_worker", *argv[1:]])
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  flags.DEFINE_integer("port", int(os.environ.get("CTDIST_PORT", "8888")),
+                       "First port of the workers' gRPC servers (default: $CTDIST_PORT "
+                       "or 8888).")
+  app.run(main)

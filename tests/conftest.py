@@ -109,7 +109,7 @@ class Process:
       self.popen.wait(timeout)
     except subprocess.TimeoutExpired:
       self.kill()
-      raise AssertionError(f"still running after {timeout} s:\n{self.output[-3000:]}")
+      raise AssertionError(f"still running after {timeout} s:\n{self.output[-3000:]}") from None
     self._reader.join(10)
     return self.popen.returncode
 

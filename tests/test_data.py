@@ -115,3 +115,24 @@ def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_di
     np.testing.assert_allclose(list(r["probabilities"].values()), p, rtol=1e-4, atol=1e-6)
   # Different images give different outputs: the comparison is not of constants.
   assert len({round(float(p.max()), 6) for p in probs}) > 1
+
+
+@pytest.mark.parametrize("batch,replicas,pipelines,want", [
+    # The Kaggle splits (613 train, 72 valid): 613 // 32 = 19 steps; 72 / 32 -> 3.
+    (32, 2, 1, (16, 19, 3)),
+    # Three workers of 2 replicas: 36 per step; each pipeline 24 valid images / 12 -> 2.
+    (36, 6, 3, (6, 17, 2)),
+    # One example per replica on 8 TPU cores of 2 hosts: 72 / 2 = 36 per host / 4 -> 9.
+    (8, 8, 2, (1, 76, 9))])
+def test_step_plan_by_hand(batch, replicas, pipelines, want):
+  plan = data_lib.step_plan(batch, replicas, pipelines, 613, 72)
+  assert (plan.per_replica_batch, plan.steps_per_epoch, plan.val_steps) == want
+  assert (plan.global_batch, plan.input_pipelines) == (batch, pipelines)
+
+
+def test_step_plan_refuses_batches_that_do_not_fit():
+  with pytest.raises(data_lib.BatchSizeError, match="not divisible by 4 replicas"):
+    data_lib.step_plan(30, 4, 1, 613, 72)
+  with pytest.raises(data_lib.BatchSizeError,
+                     match="global batch 32 is larger than the 16 training examples"):
+    data_lib.step_plan(32, 2, 1, 16, 4)

@@ -133,7 +133,7 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
   recalls = {n: c["recall"] for n, c in test["leak_free"]["per_class"].items()}
   assert min(recalls.values()) > 0.4, recalls
   # The two images the Makefile classifies, one row each, a class name in each.
-  rows = [l.split() for l in done.stdout.splitlines() if l.startswith(str(run))]
+  rows = [line.split() for line in done.stdout.splitlines() if line.startswith(str(run))]
   assert [r[0] for r in rows] == [f"{run}/files/Data/test/large.cell.carcinoma/0000.png",
                                   f"{run}/files/Data/test/normal/0020.png"]
   assert all(r[1] in ("adenocarcinoma", "large_cell_carcinoma", "normal",

@@ -117,7 +117,7 @@ def test_sliced_max_pool_equals_max_pooling_2d():
 def test_resnet_base_has_no_max_pooling_and_keeps_its_weights(tmp_path):
   m = model_lib.build_model(32, NAMES, weights="none")
   base = m.get_layer(model_lib.BASE_NAME)
-  kinds = {type(l).__name__ for l in base.layers}
+  kinds = {type(layer).__name__ for layer in base.layers}
   assert "MaxPooling2D" not in kinds and "SlicedMaxPool" in kinds
   # a local .h5 (like the ImageNet file) survives the swap: save a base's weights, reload
   ref = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -133,8 +133,8 @@ def test_from_scratch_starts_at_uniform_predictions():
   m = model_lib.build_model(32, NAMES, weights="none", freeze_batchnorm=False)
   base = m.get_layer(model_lib.BASE_NAME)
   # 3 + 4 + 6 + 3 bottleneck blocks in ResNet50, each ending in a zeroed BatchNorm
-  zeroed = [l.name for l in base.layers if l.name.endswith("_3_bn")
-            and not np.any(np.asarray(l.gamma))]
+  zeroed = [layer.name for layer in base.layers if layer.name.endswith("_3_bn")
+            and not np.any(np.asarray(layer.gamma))]
   assert len(zeroed) == 16
   assert not np.any(np.asarray(base.get_layer("conv2_block1_0_bn").gamma) == 0)  # shortcut
   x = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype("float32")

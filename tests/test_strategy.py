@@ -66,6 +66,7 @@ def test_unreachable_tpu_is_a_clear_error():
 def test_auto_precision_per_device():
   cpu = strategy_lib.make_strategy("cpu")
   assert strategy_lib.resolve_precision("auto", cpu) == "float32"
+  assert strategy_lib.mixed_precision(cpu) == "mixed_bfloat16"  # bench precision's "mixed"
   assert strategy_lib.resolve_precision("mixed_bfloat16", cpu) == "mixed_bfloat16"
   with pytest.raises(ValueError, match="unknown precision 'fp16'"):
     strategy_lib.resolve_precision("fp16", cpu)

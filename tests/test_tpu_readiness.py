@@ -276,7 +276,7 @@ def test_notebook_shell_steps_are_known_and_checked():
   # the repository as working directory, like `tfds build tfds_ctscan`), and a failed step
   # stops "Run all" with a line saying which (a `!` line alone would let the next run).
   for cell in _cells():
-    steps = [l.strip()[1:] for l in cell.splitlines() if l.strip().startswith("!")]
+    steps = [line.strip()[1:] for line in cell.splitlines() if line.strip().startswith("!")]
     for step in steps:
       assert NOTEBOOK_COMMANDS.match(step), step
     if any(s.startswith(("pip install", "python -m ctdist.train", "python -m ctdist.evaluate",

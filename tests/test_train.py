@@ -2,15 +2,12 @@
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctdist import augment
 from ctdist import faults
 from ctdist import loop
 from ctdist import metrics

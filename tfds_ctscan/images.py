@@ -9,7 +9,11 @@ from PIL import Image
 # Kaggle image is about 1200 x 900 px, so 40 MP leaves a wide margin.
 MAX_PIXELS = 40_000_000
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# The image files a class folder may hold: extension -> the format PIL should find.
+EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
+                     ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF",
+                     ".tiff": "TIFF", ".webp": "WEBP"}
+IMAGE_EXTENSIONS = tuple(EXTENSION_FORMATS)
 
 
 class ImageError(ValueError):

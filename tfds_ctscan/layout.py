@@ -17,16 +17,26 @@ CLASS_NAMES = (
     "squamous_cell_carcinoma",
 )
 
-# Every class-folder name the Kaggle release uses: train/valid carry the TNM stage,
-# test does not. The canonical label names are accepted too.
-FOLDER_TO_LABEL = {
-    "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib": "adenocarcinoma",
-    "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa": "large_cell_carcinoma",
-    "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa": "squamous_cell_carcinoma",
-    "adenocarcinoma": "adenocarcinoma",
-    "large.cell.carcinoma": "large_cell_carcinoma",
-    "squamous.cell.carcinoma": "squamous_cell_carcinoma",
+# The class folders of the Kaggle release, per split (label -> folder): train and valid
+# carry the TNM stage, test does not.
+_STAGED = {
+    "adenocarcinoma": "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib",
+    "large_cell_carcinoma": "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa",
     "normal": "normal",
+    "squamous_cell_carcinoma": "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa",
+}
+KAGGLE_FOLDERS = {
+    "train": _STAGED,
+    "valid": _STAGED,
+    "test": {"adenocarcinoma": "adenocarcinoma",
+             "large_cell_carcinoma": "large.cell.carcinoma",
+             "normal": "normal",
+             "squamous_cell_carcinoma": "squamous.cell.carcinoma"},
+}
+# Every folder name accepted in any split: the release's, and the label names themselves.
+FOLDER_TO_LABEL = {
+    **{folder: label for folders in KAGGLE_FOLDERS.values()
+       for label, folder in folders.items()},
     **{name: name for name in CLASS_NAMES},
 }
 

@@ -82,16 +82,11 @@ def raise_if_unreadable(result: Scan) -> None:
         "dataset if they came from Kaggle), then build again.")
 
 
-EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
-                     ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF",
-                     ".tiff": "TIFF", ".webp": "WEBP"}
-
-
 def format_mismatches(result: Scan) -> list[tuple[str, str]]:
   """(file, actual format) for files whose extension names another format."""
   out = []
   for r in result.records:
-    expected = EXTENSION_FORMATS.get(r.file.path.suffix.lower())
+    expected = images.EXTENSION_FORMATS.get(r.file.path.suffix.lower())
     if expected != r.format:
       out.append((r.file.rel_name, r.format))
   return out

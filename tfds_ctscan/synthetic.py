@@ -11,6 +11,8 @@ vessels and noise. The class is a finding a CNN can learn:
 import io
 import pathlib
 
+from absl import app
+from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -26,22 +28,6 @@ KAGGLE_COUNTS = {
     "test": {"adenocarcinoma": 120, "large_cell_carcinoma": 51,
              "normal": 54, "squamous_cell_carcinoma": 90},
 }
-
-# Folder names as the Kaggle release spells them, per split.
-_TRAIN_FOLDERS = {
-    "adenocarcinoma": "adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib",
-    "large_cell_carcinoma": "large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa",
-    "squamous_cell_carcinoma": "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa",
-    "normal": "normal",
-}
-_TEST_FOLDERS = {
-    "adenocarcinoma": "adenocarcinoma",
-    "large_cell_carcinoma": "large.cell.carcinoma",
-    "squamous_cell_carcinoma": "squamous.cell.carcinoma",
-    "normal": "normal",
-}
-KAGGLE_FOLDERS = {"train": _TRAIN_FOLDERS, "valid": _TRAIN_FOLDERS,
-                  "test": _TEST_FOLDERS}
 
 # Share of "normal" images in valid and test that are copies of train images,
 # as in the real release, so leak-aware evaluation has something to find.
@@ -194,7 +180,7 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
   jobs, leak_slots = [], []
   for split in layout.SPLITS:
     for label, n in counts.get(split, {}).items():
-      folder = data / split / KAGGLE_FOLDERS[split][label]
+      folder = data / split / layout.KAGGLE_FOLDERS[split][label]
       folder.mkdir(parents=True, exist_ok=True)
       n_leak = int(n * LEAK_FRACTION) if label == "normal" and split != "train" else 0
       for i in range(n):
@@ -218,13 +204,13 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
 
 
 def main(argv):
-  """`python -m tfds_ctscan.synthetic OUT_DIR [SEED]`: writes OUT_DIR/Data/."""
-  if len(argv) not in (2, 3):
-    raise SystemExit("usage: python -m tfds_ctscan.synthetic OUT_DIR [SEED]")
-  data = write_kaggle_layout(argv[1], seed=int(argv[2]) if len(argv) == 3 else 0)
+  """`python -m tfds_ctscan.synthetic OUT_DIR [--seed=N]`: writes OUT_DIR/Data/."""
+  if len(argv) != 2:
+    raise app.UsageError("usage: python -m tfds_ctscan.synthetic OUT_DIR [--seed=N]")
+  data = write_kaggle_layout(argv[1], seed=flags.FLAGS.seed)
   print(f"wrote synthetic Kaggle layout to {data}")
 
 
 if __name__ == "__main__":
-  import sys
-  main(sys.argv)
+  flags.DEFINE_integer("seed", 0, "Seed of the images (the synthetic config uses 0).")
+  app.run(main)
