@@ -1,7 +1,7 @@
-"""Benchmarks that compare side by side, in one process: input, step, precision, xla,
-augment (the step with and without augmentation), scaling.
+"""Benchmarks that compare side by side, in one process: build (the TFDS build), input,
+step, precision, xla, augment (the step with and without augmentation), scaling.
 
-Run: python -m ctdist.bench input|step|precision|xla|augment|scaling [--json=PATH] [flags]
+Run: python -m ctdist.bench build|input|step|precision|xla|augment|scaling [--json=PATH]
 Each prints a table and the machine it ran on; nothing here asserts a speed.
 """
 
@@ -21,7 +21,7 @@ from absl import flags
 from ctdist import bench_lib
 from ctdist import dataflags
 
-BENCHMARKS = ("input", "step", "precision", "xla", "augment", "scaling")
+BENCHMARKS = ("build", "input", "step", "precision", "xla", "augment", "scaling")
 
 
 def machine() -> dict:
@@ -56,7 +56,9 @@ def main(argv):
     tmp = opts.tmp or tmp
     opts = dataclasses.replace(opts, tmp=tmp,
                                data_dir=opts.data_dir or os.path.join(tmp, "tfds"))
-    if name == "input":
+    if name == "build":
+      result = bench_lib.bench_build(opts)
+    elif name == "input":
       result = bench_lib.bench_input(opts)
     elif name == "step":
       result = bench_lib.bench_step(opts)

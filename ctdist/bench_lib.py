@@ -28,7 +28,7 @@ class BenchOptions:
   data_dir: str | None = option(None, "TFDS data_dir; default: one in --tmp.")
   tmp: str | None = option(None, "Scratch folder; default: a new temporary one.")
   folder: str | None = option(
-      None, "`input`: Kaggle-layout folder (containing Data/); default: the synthetic "
+      None, "`build`, `input`: Kaggle-layout folder (containing Data/); default: the synthetic "
       "config exported to --tmp.")
   json: str | None = option(None, "Also write the results as JSON here.")
   image_size: int = option(224, "Input height and width.")
@@ -125,6 +125,35 @@ def bench_input(opts: BenchOptions) -> dict:
                "the notebook's generator augments here, on the CPU."}
 
 
+# ---- build ------------------------------------------------------------------------------
+def bench_build(opts: BenchOptions) -> dict:
+  """`tfds build tfds_ctscan` (the kaggle config) on a Kaggle-layout folder: scan, decode,
+  hash, flag leaks, encode, write TFRecords. The synthetic files stand in for the real
+  ones (same counts, 512 px PNGs)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top
+  from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
+  folder = opts.folder
+  if folder is None:
+    folder = os.path.join(opts.tmp, "folder")
+    synthetic.write_kaggle_layout(folder, seed=0)
+  folder = layout.kaggle_root(folder, lambda z: _unzip(z, os.path.join(opts.tmp, "unzip")))
+  rates = []
+  for i in range(max(1, opts.repeats)):
+    b = tfds.builder("tfds_ctscan/kaggle", data_dir=os.path.join(opts.tmp, f"build{i}"))
+    start = time.perf_counter()
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(folder)))
+    seconds = time.perf_counter() - start
+    n = sum(split.num_examples for split in b.info.splits.values())
+    rates.append(n / seconds)
+  return {"config": {"folder": str(folder), "images": n, "repeats": len(rates),
+                     "cpu_threads": os.cpu_count()},
+          "results": [{"name": "tfds build tfds_ctscan (kaggle config), median",
+                       "images_per_sec": statistics.median(rates)}]}
+
+
 # ---- train steps ------------------------------------------------------------------------
 def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool,
              augmentation: bool):
@@ -132,9 +161,9 @@ def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool,
   strategy_lib.set_precision(precision)
   b = data_lib.builder(opts.dataset, opts.data_dir)
   info = data_lib.split_info(b, "train")
-  plan = data_lib.step_plan(opts.batch_size, strategy.num_replicas_in_sync,
-                            strategy_lib.input_pipelines(strategy), info.num_examples,
-                            data_lib.split_info(b, "valid").num_examples)
+  pipelines = strategy_lib.input_pipelines(strategy)
+  plan = data_lib.step_plan(opts.batch_size, strategy.num_replicas_in_sync, pipelines,
+                            info.num_examples, data_lib.shard_sizes(b, "valid", pipelines))
   with strategy.scope():
     model = model_lib.build_model(opts.image_size, info.class_names, "none")
   cfg = loop.LoopConfig(

@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from ctdist import augment as augment_lib
+from ctdist import data as data_lib
 from ctdist import dataflags
 from ctdist import loop
 from ctdist import strategy as strategy_lib
@@ -38,6 +39,12 @@ class Options:
       choices=strategy_lib.PRECISIONS)
   weights: str = option("imagenet", "imagenet, none (random init) or a local .h5 path.")
   image_size: int = option(224, "Input height and width in pixels.")
+  cache: str = option(
+      "memory", "Keep decoded examples between epochs: memory, disk (files under "
+      "--cache_dir; for data larger than memory) or none (decode every epoch).",
+      choices=data_lib.CACHES)
+  cache_dir: str | None = option(
+      None, "Local folder for --cache=disk; default: a temporary one, removed at exit.")
   batch_size: int = option(32, "Global batch; divisible by the replicas.")
   schedule: loop.Schedule = dataflags.group(loop.Schedule)
   class_weight: str = option("balanced", "Loss weights for the imbalanced classes.",

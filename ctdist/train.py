@@ -7,6 +7,7 @@ Run: python -m ctdist.train --strategy=mirrored --model_dir=runs/kaggle
 # First: sets TensorFlow's C++ log level before TensorFlow loads.
 from ctdist import console  # pylint: disable=g-bad-import-order
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -57,6 +58,14 @@ def weights_checksum(model: keras.Model) -> str:
 
 def _inputs(strategy, b, opts: options.Options, plan: data_lib.StepPlan):
   """Distributed train and validation datasets, one input pipeline per worker."""
+  cache_dir = opts.cache_dir
+  if opts.cache == "disk" and not cache_dir:  # this process's, removed when it ends
+    cache_dir = tempfile.mkdtemp(prefix="ctdist_cache_")
+    atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
+  for split in ("train", "valid"):
+    logging.info("%s input: %s, %s", split, "files sharded" if data_lib.files_sharded(
+        b, split, plan.input_pipelines) else "examples sharded" if plan.input_pipelines > 1
+        else "one pipeline", f"cache {opts.cache}" + (f" in {cache_dir}" if cache_dir else ""))
   def check(n):
     if n != plan.input_pipelines:  # the plan's count must be the strategy's
       raise RuntimeError(f"{type(strategy).__name__} made {n} input pipelines; the step "
@@ -67,11 +76,13 @@ def _inputs(strategy, b, opts: options.Options, plan: data_lib.StepPlan):
     count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
     logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
                  strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
-    return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i)
+    return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i,
+                                  opts.cache, cache_dir)
 
   def make_val_ds(bs, r, n, i):
     check(n)
-    return data_lib.eval_dataset(b, "valid", opts.image_size, bs, r, n, i)
+    return data_lib.eval_dataset(b, "valid", opts.image_size, bs, r, n, i, opts.cache,
+                                 cache_dir)
 
   return (data_lib.distribute(strategy, make_train_ds, opts.batch_size),
           data_lib.distribute(strategy, make_val_ds, opts.batch_size))
@@ -98,8 +109,9 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
 
   b = data_lib.builder(opts.dataset, opts.data_dir, opts.manual_dir)
   train_info = data_lib.split_info(b, "train")
-  plan = data_lib.step_plan(opts.batch_size, replicas, strategy_lib.input_pipelines(strategy),
-                            train_info.num_examples, data_lib.split_info(b, "valid").num_examples)
+  pipelines = strategy_lib.input_pipelines(strategy)
+  plan = data_lib.step_plan(opts.batch_size, replicas, pipelines, train_info.num_examples,
+                            data_lib.shard_sizes(b, "valid", pipelines))
   class_weights = None
   if opts.class_weight == "balanced":
     class_weights = balanced_weights(data_lib.class_counts(b, "train"))
@@ -142,8 +154,7 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
 def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
   """Saves model.keras and the SavedModel (every worker saves, only the chief's
   copy is kept), then the chief evaluates and writes metrics, history and plots."""
-  out = opts.model_dir if chief else tempfile.mkdtemp(
-      prefix=f"ctdist_{strategy_lib.worker_id(strategy)}_out_")
+  out = loop.write_dir(opts.model_dir, chief, strategy_lib.worker_id(strategy))
   files.save_model(model, os.path.join(out, "model.keras"))
   faults.point("during_export")
   if opts.export:

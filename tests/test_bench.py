@@ -109,3 +109,12 @@ def test_cli_writes_json(tmp_path, small_data_dir):
   report = json.loads(out.read_text())
   assert report["benchmark"] == "step" and report["results"][0]["phase"] == "head"
   assert "ctdist.bench step on" in proc.stdout
+
+
+def test_build_times_the_tfds_build(tmp_path, kaggle_dir):
+  result = bench_lib.bench_build(_opts(tmp_path, None, folder=str(kaggle_dir), repeats=1))
+  # Every image of the fixture folder becomes an example (its splits' counts).
+  on_disk = sum(1 for p in (kaggle_dir / "Data").rglob("*") if p.is_file())
+  assert result["config"]["images"] == on_disk
+  assert result["results"][0]["images_per_sec"] > 0
+  _check({"benchmark": "build", "machine": bench.machine(), **result})

@@ -45,8 +45,10 @@ def _digest(image) -> str:
   return hashlib.sha1(np.asarray(image).tobytes()).hexdigest()
 
 
-def test_eval_dataset_covers_each_example_once_across_shards(small_data_dir):
-  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+@pytest.mark.parametrize("data", ["small_data_dir", "files_data_dir"])
+def test_eval_dataset_covers_each_example_once_across_shards(request, data):
+  # One TFRecord file: examples sharded; four: each pipeline reads its own files.
+  b = data_lib.builder("tfds_ctscan/kaggle", request.getfixturevalue(data))
   n = b.info.splits["test"].num_examples  # 13 distinct images
   whole = sorted(_digest(ex["image"]) for ex in b.as_dataset(split="test").map(
       lambda ex: {"image": data_lib.decode_and_resize(
@@ -61,7 +63,9 @@ def test_eval_dataset_covers_each_example_once_across_shards(small_data_dir):
       seen += [_digest(img) for img, w in zip(batch["image"], batch["weight"]) if w]
       assert not batch["image"][batch["weight"] == 0].any()  # padding is blank
   assert sorted(seen) == whole  # every example, once, over both shards
-  assert steps[0] == steps[1] == math.ceil(math.ceil(n / 2) / 3)  # 7 per shard at most
+  largest = max(data_lib.shard_sizes(b, "test", 2))  # 7 of 13 when examples are sharded
+  assert largest == 7 or data == "files_data_dir"
+  assert steps[0] == steps[1] == math.ceil(largest / 3)
 
 
 def test_train_shards_are_disjoint_and_cover_the_split(small_data_dir):
@@ -117,22 +121,74 @@ def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_di
   assert len({round(float(p.max()), 6) for p in probs}) > 1
 
 
-@pytest.mark.parametrize("batch,replicas,pipelines,want", [
+@pytest.mark.parametrize("batch,replicas,val_sizes,want", [
     # The Kaggle splits (613 train, 72 valid): 613 // 32 = 19 steps; 72 / 32 -> 3.
-    (32, 2, 1, (16, 19, 3)),
+    (32, 2, [72], (16, 19, 3)),
     # Three workers of 2 replicas: 36 per step; each pipeline 24 valid images / 12 -> 2.
-    (36, 6, 3, (6, 17, 2)),
-    # One example per replica on 8 TPU cores of 2 hosts: 72 / 2 = 36 per host / 4 -> 9.
-    (8, 8, 2, (1, 76, 9))])
-def test_step_plan_by_hand(batch, replicas, pipelines, want):
-  plan = data_lib.step_plan(batch, replicas, pipelines, 613, 72)
+    (36, 6, [24, 24, 24], (6, 17, 2)),
+    # One example per replica on 8 TPU cores of 2 hosts: 36 per host / 4 -> 9.
+    (8, 8, [36, 36], (1, 76, 9)),
+    # Files of unequal length: the larger pipeline sets the steps, 40 / 4 -> 10.
+    (8, 2, [40, 32], (4, 76, 10))])
+def test_step_plan_by_hand(batch, replicas, val_sizes, want):
+  plan = data_lib.step_plan(batch, replicas, len(val_sizes), 613, val_sizes)
   assert (plan.per_replica_batch, plan.steps_per_epoch, plan.val_steps) == want
-  assert (plan.global_batch, plan.input_pipelines) == (batch, pipelines)
+  assert (plan.global_batch, plan.input_pipelines) == (batch, len(val_sizes))
 
 
 def test_step_plan_refuses_batches_that_do_not_fit():
   with pytest.raises(data_lib.BatchSizeError, match="not divisible by 4 replicas"):
-    data_lib.step_plan(30, 4, 1, 613, 72)
+    data_lib.step_plan(30, 4, 1, 613, [72])
   with pytest.raises(data_lib.BatchSizeError,
                      match="global batch 32 is larger than the 16 training examples"):
-    data_lib.step_plan(32, 2, 1, 16, 4)
+    data_lib.step_plan(32, 2, 1, 16, [4])
+
+
+@pytest.fixture(scope="module")
+def files_data_dir(tmp_path_factory):
+  """tfds_ctscan/kaggle from the small fixture, each split written as 4 TFRecord files."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tests import conftest  # pylint: disable=g-import-not-at-top
+  from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("files")
+  synthetic.write_kaggle_layout(root / "manual", seed=3, counts=conftest.SMALL_COUNTS,
+                                size_range=(40, 64))
+  tfds.builder("tfds_ctscan/kaggle", data_dir=str(root / "tfds")).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(root / "manual"),
+                                                   num_shards=4))
+  return str(root / "tfds")
+
+
+def _names(ds):
+  return [n.decode() for n in ds.map(lambda ex: ex["file_name"]).as_numpy_iterator()]
+
+
+@pytest.mark.parametrize("pipelines", [1, 2, 3, 5])
+def test_each_pipeline_reads_its_own_files(files_data_dir, pipelines):
+  b = data_lib.builder("tfds_ctscan/kaggle", files_data_dir)
+  lengths = b.info.splits["train"].shard_lengths
+  assert len(lengths) == 4  # the fixture's files
+  whole = _names(b.as_dataset(split="train", shuffle_files=False))
+  shards = [_names(data_lib._records(b, "train", pipelines, i)) for i in range(pipelines)]
+  # Disjoint, and together the split: every example exactly once.
+  assert sorted(n for s in shards for n in s) == sorted(whole)
+  # 2 and 3 pipelines read whole files (file i goes to pipeline i mod n); 5 pipelines
+  # outnumber the 4 files, so each keeps every 5th example instead.
+  sharded = pipelines in (2, 3)
+  assert data_lib.files_sharded(b, "train", pipelines) == sharded
+  if sharded:
+    assert [len(s) for s in shards] == [sum(lengths[i::pipelines]) for i in range(pipelines)]
+  else:
+    assert [len(s) for s in shards] == [len(whole[i::pipelines]) for i in range(pipelines)]
+  assert data_lib.shard_sizes(b, "train", pipelines) == [len(s) for s in shards]
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk", "none"])
+def test_caches_give_the_same_epochs(small_data_dir, tmp_path, cache):
+  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+  ds = data_lib.eval_dataset(b, "test", 16, 4, cache=cache, cache_dir=str(tmp_path / "c"))
+  epochs = [[_digest(img) for batch in ds.as_numpy_iterator() for img in batch["image"]]
+            for _ in range(2)]
+  assert epochs[0] == epochs[1] and len(epochs[0]) == 16  # 13 examples + 3 padding
+  files = list((tmp_path / "c").glob("*")) if (tmp_path / "c").exists() else []
+  assert bool(files) == (cache == "disk")  # only the disk cache writes files

@@ -22,7 +22,9 @@ TRAIN_FLAGS = {
     "lr_schedule", "weight_decay", "label_smoothing", "clip_norm", "class_weight",
     "steps_per_loop", "log_every_steps", "checkpoint_every_steps", "seed", "deterministic",
     "jit_compile", "augment_rotation", "augment_zoom", "augment_shift",
-    "augment_brightness", "augment_flip", "eval_split", "export"}
+    "augment_brightness", "augment_flip", "eval_split", "export",
+    # added by issue 11
+    "cache", "cache_dir"}
 BENCH_FLAGS = {
     "json", "folder", "data_dir", "dataset", "image_size", "batch_size", "strategy",
     "precision", "phases", "finetune_layers", "steps", "warmup", "repeats",

@@ -293,3 +293,15 @@ def test_kaggle_root_accepts_zip_its_folder_a_parent_and_data(tmp_path):
   (zip_dir / "other.zip").write_bytes((zip_dir / "archive.zip").read_bytes())
   with pytest.raises(layout.LayoutError, match="no Data/ folder"):
     layout.kaggle_root(zip_dir, extract)  # two zips: which one is meant is unclear
+
+
+def test_build_decodes_each_image_once(kaggle_dir, tmp_path, monkeypatch):
+  # The scan hashes the pixels and writes the PNG the TFRecords hold in the same pass.
+  decoded = []
+  real = images.decode
+  monkeypatch.setattr(images, "decode", lambda data, name="<bytes>", *a, **k: (
+      decoded.append(name), real(data, name, *a, **k))[1])
+  _, examples = _build(kaggle_dir, tmp_path / "tfds")
+  on_disk = sorted(str(p) for p in (kaggle_dir / "Data").rglob("*") if p.is_file())
+  assert sorted(decoded) == on_disk
+  assert len(examples) == len(on_disk)

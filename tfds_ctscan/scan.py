@@ -18,6 +18,7 @@ class Record:
   format: str  # the decoded format, e.g. "PNG"
   shape: tuple[int, int]  # (height, width)
   exact: str
+  encoded: pathlib.Path | None = None  # its pixels as PNG, when scanned with `encode_to`
 
 
 @dataclasses.dataclass
@@ -39,27 +40,40 @@ class UnreadableImagesError(ValueError):
   """One or more image files could not be decoded; lists all of them."""
 
 
-def _read(f: layout.ImageFile, max_pixels: int):
-  """(Record, perceptual hash) of one file, or the ImageError that refuses it."""
+def _read(f: layout.ImageFile, max_pixels: int, png: pathlib.Path | None):
+  """(Record, perceptual hash) of one file, or the ImageError that refuses it; with
+  `png`, its decoded pixels are also written there as PNG."""
   try:
     pixels, fmt = images.read(f.path, max_pixels)
   except images.ImageError as e:
     return e
-  return (Record(f, fmt, pixels.shape[:2], hashing.exact_hash(pixels)),
+  if png is not None:
+    png.write_bytes(images.encode_png(pixels))
+  return (Record(f, fmt, pixels.shape[:2], hashing.exact_hash(pixels), png),
           hashing.perceptual_hash(pixels))
 
 
 def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS,
-         threads: int | None = None) -> Scan:
+         threads: int | None = None, encode_to: pathlib.Path | None = None) -> Scan:
   """Decodes every candidate image under `data_root` (the `Data/` folder), on
-  `threads` threads (default: the CPU count); the result does not depend on them."""
+  `threads` threads (default: the CPU count); the result does not depend on them.
+
+  With `encode_to` (a folder), each image is also written there as PNG while it is
+  decoded (`Record.encoded`): the builder writes those bytes, so no image is decoded
+  twice.
+  """
   records, hashes, unreadable = [], [], []
   files, ignored = [], layout.list_outside_splits(data_root)
   for split in layout.SPLITS:
     split_files, split_ignored = layout.list_split(data_root, split)
     files += split_files
     ignored += split_ignored
-  for result in parallel.ordered_map(lambda f: _read(f, max_pixels), files, threads):
+  def read(item):
+    i, f = item
+    return _read(f, max_pixels, None if encode_to is None
+                 else pathlib.Path(encode_to) / f"{i:07d}.png")
+
+  for result in parallel.ordered_map(read, enumerate(files), threads):
     if isinstance(result, images.ImageError):
       unreadable.append(str(result))
     else:
