@@ -178,7 +178,7 @@ def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool,
   trainer = loop.Trainer(strategy, model, cfg, train_ds, None,
                          os.path.join(opts.tmp, "model"), chief=True)
   for _ in range(cfg.steps_per_epoch):  # fill the cache: time the steady state
-    next(trainer.train_iter)
+    next(trainer.train_iterator)
   const = strategy.distribute_datasets_from_function(
       lambda ctx: data_lib.train_dataset(
           b, "train", opts.image_size, ctx.get_per_replica_batch_size(opts.batch_size), 0,
@@ -189,12 +189,12 @@ def _trainer(opts: BenchOptions, strategy, precision: str, jit_compile: bool,
 def _time_steps(trainer, it, opts: BenchOptions) -> float:
   spl = max(1, opts.steps_per_loop)
   trainer.train_steps(it, max(opts.warmup, 1))
-  trainer.sums["count"].read_value().numpy()  # wait for the device
+  trainer.metrics(reset=False)  # waits for the device
   calls = max(1, opts.steps // spl)
   start = time.perf_counter()
   for _ in range(calls):
     trainer.train_steps(it, spl)
-  trainer.sums["count"].read_value().numpy()
+  trainer.metrics(reset=False)
   return calls * spl * opts.batch_size / (time.perf_counter() - start)
 
 
@@ -203,10 +203,10 @@ def _measure(opts, strategy, precision, jit_compile, with_constant=True,
   trainer, const_it = _trainer(opts, strategy, precision, jit_compile, augmentation)
   rows = []
   for phase in opts.phases:
-    trainer.enter_phase(loop.PHASES.index(phase))
+    trainer.enter_phase(phase)
     pipe, const = [], []
     for _ in range(max(1, opts.repeats)):  # alternate, so drift hits both alike
-      pipe.append(_time_steps(trainer, trainer.train_iter, opts))
+      pipe.append(_time_steps(trainer, trainer.train_iterator, opts))
       if with_constant:
         const.append(_time_steps(trainer, const_it, opts))
     row = {"phase": phase, "precision": precision, "jit_compile": jit_compile,

@@ -109,17 +109,54 @@ def write_dir(model_dir: str, chief: bool, worker: str) -> str:
   return tempfile.mkdtemp(prefix=f"ctdist_{worker}_")
 
 
-class _State(tf.Module):
-  """Loop position and early-stopping state, saved with every checkpoint."""
+class _Position(tf.Module):
+  """Where the loop is: phase index (into PHASES), epochs done, steps into the epoch."""
 
   def __init__(self):
     super().__init__()
     self.phase = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.step = tf.Variable(0, dtype=tf.int64, trainable=False)  # within epoch
-    self.best_val_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+
+class EarlyStopping(tf.Module):
+  """Stops a phase after `patience` validations without a lower loss; its state is
+  checkpointed (a resumed run keeps counting)."""
+
+  def __init__(self, patience: int):
+    super().__init__()
+    self.patience = patience
+    self.best = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
     self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.stopped = tf.Variable(False, trainable=False)
+
+  def update(self, val_loss: float) -> bool:
+    """Records one validation; returns whether it improved on the best (NaN never does)."""
+    improved = bool(val_loss < float(self.best))
+    if improved:
+      self.best.assign(val_loss)
+      self.wait.assign(0)
+    else:
+      self.wait.assign_add(1)
+      if int(self.wait) >= self.patience:
+        self.stopped.assign(True)
+    return improved
+
+  def reset(self) -> None:
+    self.best.assign(np.inf)
+    self.wait.assign(0)
+    self.stopped.assign(False)
+
+
+def checkpointed_phase(model_dir: str) -> int:
+  """The phase index saved in model_dir's newest checkpoint (0 without one;
+  len(PHASES) once training finished)."""
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if latest is None:
+    return 0
+  position = _Position()
+  tf.train.Checkpoint(position=position).read(latest).expect_partial()
+  return int(position.phase)
 
 
 class Trainer:
@@ -131,11 +168,13 @@ class Trainer:
     self.strategy, self.model, self.cfg = strategy, model, cfg
     self.model_dir, self.chief = model_dir, chief
     self.write_dir = write_dir(model_dir, chief, worker)
-    self.train_iter = iter(train_ds)
+    self.train_iterator = iter(train_ds)
     self.val_ds = val_ds
     self.history = _load_history(model_dir) if chief else []
     self.eval_step = self._eval_fn = None  # traced on first use, for both phases
-    self.state = _State()  # plain host variables: read eagerly on every worker
+    # Plain host variables: read eagerly on every worker.
+    self.position = _Position()
+    self.stopping = EarlyStopping(cfg.schedule.patience)
     with strategy.scope():
       sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
                   aggregation=tf.VariableAggregation.SUM, trainable=False)
@@ -146,9 +185,9 @@ class Trainer:
                    if chief else tf.summary.create_noop_writer())
 
   # ---- optimizer and checkpoint, per phase -------------------------------------------
-  def _make_optimizer(self, phase: int):
+  def _make_optimizer(self, phase: str):
     sch, spe = self.cfg.schedule, self.cfg.steps_per_epoch
-    lr = learning_rate(sch.head_lr if phase == 0 else sch.finetune_lr,
+    lr = learning_rate(sch.head_lr if phase == "head" else sch.finetune_lr,
                        self._epochs(phase) * spe, round(sch.warmup_epochs * spe),
                        sch.lr_schedule)
     clip = dict(global_clipnorm=sch.clip_norm) if sch.clip_norm else {}
@@ -163,35 +202,29 @@ class Trainer:
       opt.build(self.model.trainable_variables)
     return opt
 
-  def enter_phase(self, phase: int):
-    """Sets up phase `phase` (0 head, 1 fine-tune): trainable layers, a new optimizer,
-    its checkpoint, and the compiled steps."""
-    if phase == 1:
+  def enter_phase(self, phase: str):
+    """Sets up `phase` ("head" or "finetune"): trainable layers, a new optimizer (a
+    Keras 3 optimizer only updates the variables it was built with), its checkpoint,
+    and the compiled steps."""
+    if phase not in PHASES:
+      raise ValueError(f"phase {phase!r}; expected one of {PHASES}")
+    if phase == "finetune":
       unfrozen = model_lib.unfreeze_top(self.model, self.cfg.schedule.finetune_layers,
                                         self.cfg.schedule.freeze_batchnorm)
       logging.info("finetune: %d base layers with weights unfrozen (BatchNorm %s)",
                    len(unfrozen), "frozen" if self.cfg.schedule.freeze_batchnorm else "trained")
     self.optimizer = self._make_optimizer(phase)
     self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                    state=self.state)
+                                    position=self.position, early_stopping=self.stopping)
     self.manager = tf.train.CheckpointManager(
         self.ckpt, os.path.join(self.write_dir, "checkpoints"), max_to_keep=2)
     self.best = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=self.model),
         os.path.join(self.write_dir, "best"), max_to_keep=1)
-    self.replica_step, self._train_fn = self._make_train_fn(phase)
+    self.replica_step, self._train_fn = self._make_train_fn(PHASES.index(phase))
     # The forward pass does not depend on the phase: traced once, for both.
     if self._eval_fn is None:
       self.eval_step, self._eval_fn = self._make_eval_fn()
-
-  def _resume_phase(self) -> int:
-    """The phase of the newest checkpoint in model_dir (0 if none)."""
-    latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
-    if latest is None:
-      return 0
-    state = _State()
-    tf.train.Checkpoint(state=state).read(latest).expect_partial()
-    return int(state.phase)
 
   # ---- compiled steps -------------------------------------------------------------
   def _make_train_fn(self, phase: int):
@@ -241,7 +274,8 @@ class Trainer:
     return step_fn, train_fn
 
   def train_steps(self, iterator, steps: int) -> None:
-    """Runs `steps` training steps from a distributed iterator (benchmarks, tests)."""
+    """Runs `steps` training steps from a distributed iterator (`train_iterator`, or
+    another one: benchmarks, tests); returns once they are queued."""
     self._train_fn(iterator, tf.constant(steps))
 
   def _make_eval_fn(self):
@@ -262,7 +296,8 @@ class Trainer:
         self.strategy.run(step_fn, args=(next(iterator),))
     return step_fn, eval_fn
 
-  def _read_sums(self, reset: bool = True) -> tuple[float, float]:
+  def metrics(self, reset: bool = True) -> tuple[float, float]:
+    """Mean loss and accuracy of the steps since the last reset (waits for them)."""
     loss, correct, count = (float(self.sums[k].read_value()) for k in ("loss", "correct", "count"))
     if reset:
       for v in self.sums.values():
@@ -271,97 +306,80 @@ class Trainer:
 
   # ---- the loop -------------------------------------------------------------------
   def run(self) -> list[dict]:
-    """Trains both phases (or what is left of them) and returns the history."""
-    phase = self._resume_phase()
-    if phase >= len(PHASES):
+    """Trains the phases left (all, or what a checkpoint has not done) and returns the
+    history."""
+    done = checkpointed_phase(self.model_dir)
+    if done >= len(PHASES):
       logging.info("training already finished in %s; nothing to do", self.model_dir)
-      self.enter_phase(len(PHASES) - 1)
-      self.ckpt.restore(tf.train.latest_checkpoint(
-          os.path.join(self.model_dir, "checkpoints"))).assert_existing_objects_matched()
+      self.enter_phase(PHASES[-1])
+      self._restore_latest()
       self.cleanup()
       return self.history
-    self.enter_phase(phase)
-    latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
-    if latest:
-      self.ckpt.restore(latest).assert_existing_objects_matched()
-      logging.info("resumed from %s: phase %s, %d epoch(s) done, step %d", latest,
-                   PHASES[int(self.state.phase)], int(self.state.epoch),
-                   int(self.state.step))
-    # Only the epochs the checkpoint holds (none without one): a crash between the
-    # history write and the checkpoint leaves one record more.
-    self.history = [h for h in self.history if (h["phase_index"], h["epoch"]) <= (
-        int(self.state.phase), int(self.state.epoch))]
-    for p in range(int(self.state.phase), len(PHASES)):
-      if p > int(self.state.phase):
-        self.enter_phase(p)
-      self._run_phase(p)
+    self.enter_phase(PHASES[done])
+    self._restore_latest()
+    for phase in PHASES[done:]:
+      if phase != PHASES[done]:
+        self.enter_phase(phase)
+      self._run_phase(phase)
       self._restore_best()
-      self.state.phase.assign(p + 1)
-      self.state.epoch.assign(0)
-      self.state.step.assign(0)
-      self.state.best_val_loss.assign(np.inf)
-      self.state.wait.assign(0)
-      self.state.stopped.assign(False)
-      if p + 1 < len(PHASES):
-        self.enter_phase(p + 1)  # the checkpoint must hold the next phase's optimizer
-      self.manager.save()
+      self._start_next_phase(phase)
     self.cleanup()
     return self.history
 
-  def _epochs(self, phase: int) -> int:
-    return self.cfg.schedule.head_epochs if phase == 0 else self.cfg.schedule.finetune_epochs
+  def _restore_latest(self) -> None:
+    """Restores the newest checkpoint, if any, and keeps the history it holds."""
+    latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+    if latest:
+      self.ckpt.restore(latest).assert_existing_objects_matched()
+      if int(self.position.phase) < len(PHASES):
+        logging.info("resumed from %s: phase %s, %d epoch(s) done, step %d", latest,
+                     PHASES[int(self.position.phase)], int(self.position.epoch),
+                     int(self.position.step))
+    # Only the epochs the checkpoint holds (none without one): a crash between the
+    # history write and the checkpoint leaves one record more.
+    self.history = [h for h in self.history if (h["phase_index"], h["epoch"]) <= (
+        int(self.position.phase), int(self.position.epoch))]
 
-  def _run_phase(self, phase: int):
-    name, epochs, cfg = PHASES[phase], self._epochs(phase), self.cfg
-    while int(self.state.epoch) < epochs and not bool(self.state.stopped):
-      epoch = int(self.state.epoch)
-      start, done_steps = time.time(), int(self.state.step)
-      while int(self.state.step) < cfg.steps_per_epoch:
-        chunk = min(cfg.steps_per_loop, cfg.steps_per_epoch - int(self.state.step))
-        if cfg.log_every_steps:
-          to_log = cfg.log_every_steps - int(self.state.step) % cfg.log_every_steps
-          chunk = min(chunk, to_log)
-        self._train_fn(self.train_iter, tf.constant(chunk))
-        self.state.step.assign_add(chunk)
-        step = int(self.state.step)
-        if cfg.log_every_steps and step % cfg.log_every_steps == 0 and step < cfg.steps_per_epoch:
-          rate = (step - done_steps) * cfg.global_batch / (time.time() - start)
-          loss, acc = self._read_sums(reset=False)
-          eta = (cfg.steps_per_epoch - step) * cfg.global_batch / max(rate, 1e-9)
-          if self.chief:
-            logging.info("%s epoch %d/%d step %d/%d: loss %.4f acc %.3f | %.1f images/s | "
-                         "epoch ETA %s", name, epoch + 1, epochs, step, cfg.steps_per_epoch,
-                         loss, acc, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-        if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
-            and step < cfg.steps_per_epoch:
-          self.manager.save()
-          faults.point("mid_epoch")
+  def _start_next_phase(self, phase: str) -> None:
+    """Moves the checkpointed position to the next phase (or past the last) and saves."""
+    self.position.phase.assign(PHASES.index(phase) + 1)
+    self.position.epoch.assign(0)
+    self.position.step.assign(0)
+    self.stopping.reset()
+    if phase != PHASES[-1]:
+      self.enter_phase(PHASES[PHASES.index(phase) + 1])  # the checkpoint holds its optimizer
+    self.manager.save()
+
+  def _epochs(self, phase: str) -> int:
+    return self.cfg.schedule.head_epochs if phase == "head" else self.cfg.schedule.finetune_epochs
+
+  def _run_phase(self, phase: str):
+    epochs = self._epochs(phase)
+    while int(self.position.epoch) < epochs and not bool(self.stopping.stopped):
+      epoch = int(self.position.epoch)
+      start, done_steps = time.time(), int(self.position.step)
+      self._train_epoch(phase, epoch, epochs, start, done_steps)
       elapsed = time.time() - start
-      train_loss, train_acc = self._read_sums()
+      train_loss, train_acc = self.metrics()
       val_loss, val_acc = self._validate()
-      improved = val_loss < float(self.state.best_val_loss)
+      improved = self.stopping.update(val_loss)
       if improved:
-        self.state.best_val_loss.assign(val_loss)
-        self.state.wait.assign(0)
         self.best.save()
         faults.point("after_best_save")
-      else:
-        self.state.wait.assign_add(1)
-        if int(self.state.wait) >= cfg.schedule.patience:
-          self.state.stopped.assign(True)
-      self.state.epoch.assign_add(1)
-      self.state.step.assign(0)
-      rate = (cfg.steps_per_epoch - done_steps) * cfg.global_batch / max(elapsed, 1e-9)
-      left = (epochs - epoch - 1) * cfg.steps_per_epoch * cfg.global_batch / max(rate, 1e-9)
-      record = {"phase": name, "phase_index": phase, "epoch": epoch + 1,
+      self.position.epoch.assign_add(1)
+      self.position.step.assign(0)
+      rate = (self.cfg.steps_per_epoch - done_steps) * self.cfg.global_batch / max(elapsed, 1e-9)
+      record = {"phase": phase, "phase_index": PHASES.index(phase), "epoch": epoch + 1,
                 "loss": train_loss, "accuracy": train_acc, "val_loss": val_loss,
                 "val_accuracy": val_acc, "images_per_sec": rate,
                 "lr": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))}
       self.history.append(record)
       if self.chief:
+        left = ((epochs - epoch - 1) * self.cfg.steps_per_epoch * self.cfg.global_batch
+                / max(rate, 1e-9))
         logging.info(
             "%s epoch %d/%d: loss %.4f acc %.3f | val_loss %.4f val_acc %.3f%s | "
-            "%.1f images/s | ETA %s", name, epoch + 1, epochs, train_loss, train_acc,
+            "%.1f images/s | ETA %s", phase, epoch + 1, epochs, train_loss, train_acc,
             val_loss, val_acc, " *" if improved else "", rate,
             time.strftime("%H:%M:%S", time.gmtime(left)))
         self._write_summaries(record)
@@ -372,14 +390,39 @@ class Trainer:
       faults.point("before_checkpoint")
       self.manager.save()
       faults.point("after_checkpoint")
-      if bool(self.state.stopped):
+      if bool(self.stopping.stopped):
         logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
-                     name, epoch + 1, cfg.schedule.patience)
+                     phase, epoch + 1, self.stopping.patience)
+
+  def _train_epoch(self, phase: str, epoch: int, epochs: int, start: float,
+                   done_steps: int) -> None:
+    """The rest of one epoch's steps, `steps_per_loop` a call; progress lines and
+    mid-epoch checkpoints as configured."""
+    cfg = self.cfg
+    while int(self.position.step) < cfg.steps_per_epoch:
+      chunk = min(cfg.steps_per_loop, cfg.steps_per_epoch - int(self.position.step))
+      if cfg.log_every_steps:
+        chunk = min(chunk, cfg.log_every_steps - int(self.position.step) % cfg.log_every_steps)
+      self.train_steps(self.train_iterator, chunk)
+      self.position.step.assign_add(chunk)
+      step = int(self.position.step)
+      if cfg.log_every_steps and step % cfg.log_every_steps == 0 and step < cfg.steps_per_epoch:
+        rate = (step - done_steps) * cfg.global_batch / (time.time() - start)
+        loss, acc = self.metrics(reset=False)
+        eta = (cfg.steps_per_epoch - step) * cfg.global_batch / max(rate, 1e-9)
+        if self.chief:
+          logging.info("%s epoch %d/%d step %d/%d: loss %.4f acc %.3f | %.1f images/s | "
+                       "epoch ETA %s", phase, epoch + 1, epochs, step, cfg.steps_per_epoch,
+                       loss, acc, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+      if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
+          and step < cfg.steps_per_epoch:
+        self.manager.save()
+        faults.point("mid_epoch")
 
   def _validate(self) -> tuple[float, float]:
     """Loss and accuracy on the validation split (every example once)."""
     self._eval_fn(iter(self.val_ds), tf.constant(self.cfg.val_steps))
-    return self._read_sums()
+    return self.metrics()
 
   def _restore_best(self):
     if self.best.latest_checkpoint:

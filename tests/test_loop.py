@@ -1,7 +1,9 @@
-"""The learning-rate schedules and the schedule options, against hand-computed values."""
+"""The learning-rate schedules, the schedule options and early stopping, against hand-computed
+values; the checkpointed phase."""
 
 import keras
 import pytest
+import tensorflow as tf
 
 from ctdist import loop
 
@@ -51,3 +53,34 @@ def test_bad_schedule_options_name_the_value():
     loop.Schedule(label_smoothing=1.0)
   with pytest.raises(ValueError, match="weight_decay=-0.1"):
     loop.Schedule(weight_decay=-0.1)
+
+
+@pytest.mark.parametrize("patience,losses,improved,stops_after", [
+    # Patience counts validations without a new best; a stop ends the phase.
+    (1, [1.0, 0.5, 0.9, 0.1], [True, True, False], 3),
+    (2, [1.0, 0.5, 0.9, 0.6, 0.4, 0.7, 0.8], [True, True, False, False], 4),
+    (2, [1.0, 0.5, 0.9, 0.4, 0.7, 0.8], [True, True, False, True, False, False], 6),
+    # Equal is not better; NaN never is.
+    (2, [1.0, 1.0, float("nan")], [True, False, False], 3)])
+def test_early_stopping_by_hand(patience, losses, improved, stops_after):
+  stopping = loop.EarlyStopping(patience)
+  seen = []
+  for loss in losses:
+    seen.append(stopping.update(loss))
+    if bool(stopping.stopped):
+      break
+  assert seen == improved and len(seen) == stops_after
+  stopping.reset()
+  assert (float(stopping.best), int(stopping.wait), bool(stopping.stopped)) == (
+      float("inf"), 0, False)
+
+
+def test_checkpointed_phase_reads_the_newest_checkpoint(tmp_path):
+  assert loop.checkpointed_phase(str(tmp_path)) == 0  # no checkpoint: start at the head
+  position = loop._Position()  # pylint: disable=protected-access
+  manager = tf.train.CheckpointManager(tf.train.Checkpoint(position=position),
+                                       str(tmp_path / "checkpoints"), max_to_keep=2)
+  for phase in (1, 2):
+    position.phase.assign(phase)
+    manager.save()
+    assert loop.checkpointed_phase(str(tmp_path)) == phase  # 2: past the last, finished

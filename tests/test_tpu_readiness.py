@@ -114,7 +114,7 @@ def _tpu_like_trainer(tmp_path, small_data_dir, jit_compile, weights=None,
   trainer = loop.Trainer(tf.distribute.get_strategy(), model, cfg,
                          data_lib.train_dataset(b, "train", 32, 4, seed=0), None,
                          str(tmp_path / f"run_{precision}_{jit_compile}"))
-  trainer.enter_phase(1)
+  trainer.enter_phase("finetune")
   return trainer, b
 
 
@@ -138,11 +138,11 @@ def test_whole_replica_steps_compile_with_xla(tmp_path, small_data_dir, _bf16):
   for _ in range(2):
     step(batch)
   assert int(trainer.optimizer.iterations) == 2
-  loss, _ = trainer._read_sums()
+  loss, _ = trainer.metrics()
   assert np.isfinite(loss) and loss > 0
   valid = next(iter(data_lib.eval_dataset(b, "valid", 32, 4)))
   tf.function(trainer.eval_step, jit_compile=True)(valid)
-  loss, accuracy = trainer._read_sums()
+  loss, accuracy = trainer.metrics()
   assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
@@ -152,7 +152,7 @@ def _losses(trainer, b, steps):
   losses = []
   for _ in range(steps):
     step(next(batches))
-    losses.append(trainer._read_sums()[0])
+    losses.append(trainer.metrics()[0])
   return losses
 
 
