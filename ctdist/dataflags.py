@@ -143,15 +143,23 @@ def from_dict(cls, values: dict, where: str = "options"):
   return _build(cls, values, where)
 
 
+def flat(options) -> dict:
+  """{flag name: value} of an options tree."""
+  out = {}
+  for name, path, _, _ in flag_fields(type(options)):
+    value = options
+    for key in path:
+      value = getattr(value, key)
+    out[name] = value
+  return out
+
+
 def flagfile(options) -> str:
   """`options` as absl serializes its flags: `--flagfile=` of this text rebuilds it."""
   fv = flags.FlagValues()
   define_flags(type(options), fv)
   lines = []
-  for name, path, _, _ in flag_fields(type(options)):
-    value = options
-    for key in path:
-      value = getattr(value, key)
+  for name, value in flat(options).items():
     if value is not None:
       fv[name].value = list(value) if isinstance(value, tuple) else value
       lines.append(fv[name].serialize())

@@ -79,6 +79,36 @@ def save(opts: Options, model_dir: str) -> None:
     f.write(dataflags.flagfile(opts))
 
 
+# What a resumed run may change: where things are, how the work is spread and logged.
+# Anything else (data, model, schedule, batch, precision, seed, augmentation) would make
+# the checkpoint's run a different run.
+RESUMABLE = frozenset({
+    "model_dir", "data_dir", "manual_dir", "strategy", "tpu", "steps_per_loop",
+    "log_every_steps", "checkpoint_every_steps", "jit_compile", "cache", "cache_dir",
+    "eval_split", "export"})
+
+
+class ResumeError(ValueError):
+  """A run resumed with options that change what it trains."""
+
+
+def check_resume(opts: Options) -> None:
+  """Raises if `opts.model_dir` holds a checkpoint of a run with other options (those
+  outside RESUMABLE), naming each one."""
+  checkpoints = os.path.join(opts.model_dir, "checkpoints")
+  if (not tf.io.gfile.exists(os.path.join(opts.model_dir, FILENAME))
+      or tf.train.latest_checkpoint(checkpoints) is None):
+    return
+  before, now = dataflags.flat(load(opts.model_dir)), dataflags.flat(opts)
+  changed = [f"--{k}={before[k]} -> {now[k]}" for k in now
+             if k not in RESUMABLE and before.get(k) != now[k]]
+  if changed:
+    raise ResumeError(
+        f"{opts.model_dir} holds a checkpoint of a run with other options: "
+        f"{', '.join(changed)}; resume with its flags (--flagfile={opts.model_dir}/"
+        "flags.txt) or train into a new --model_dir")
+
+
 class NoOptionsError(FileNotFoundError):
   """A run folder without options.json."""
 

@@ -104,6 +104,7 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   precision = strategy_lib.resolve_precision(opts.precision, strategy)
   strategy_lib.set_precision(precision)
   chief = strategy_lib.is_chief(strategy)
+  options.check_resume(opts)  # before options.json is written again
   replicas = strategy.num_replicas_in_sync
   data_lib.check_batch(opts.batch_size, replicas)  # before a build, which takes long
 
@@ -179,7 +180,8 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
 
 # A user's mistakes: one message and exit status 2, no traceback.
 USER_ERRORS = (data_lib.DatasetNotBuiltError, data_lib.BatchSizeError, model_lib.WeightsError,
-               strategy_lib.StrategyError, layout.LayoutError, scan.UnreadableImagesError)
+               strategy_lib.StrategyError, layout.LayoutError, scan.UnreadableImagesError,
+               options.ResumeError)
 
 
 def main(argv):

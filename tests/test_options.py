@@ -115,3 +115,22 @@ def test_a_field_without_help_has_no_flag():
     n: int = 3
   with pytest.raises(TypeError, match="field 'n' has no help text"):
     dataflags.define_flags(Bad, flags.FlagValues())
+
+
+def test_resuming_with_other_options_is_refused(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  opts = options.from_flat(model_dir=str(tmp_path), image_size=32, head_epochs=2)
+  options.save(opts, str(tmp_path))
+  options.check_resume(dataclasses.replace(opts, image_size=40))  # no checkpoint yet: a new start
+  tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1)),
+                             str(tmp_path / "checkpoints"), max_to_keep=1).save()
+  options.check_resume(opts)  # the same run
+  # Where and how it runs may change on resume.
+  options.check_resume(options.from_flat(model_dir=str(tmp_path), image_size=32,
+                                         head_epochs=2, strategy="mirrored",
+                                         log_every_steps=5, cache="none"))
+  with pytest.raises(options.ResumeError,
+                     match=r"other options: --image_size=32 -> 40, --augment_flip=True -> "
+                           r"False; resume with its flags \(--flagfile=.*flags.txt\)"):
+    options.check_resume(options.from_flat(model_dir=str(tmp_path), image_size=40,
+                                           head_epochs=2, augment_flip=False))
