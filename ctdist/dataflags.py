@@ -20,6 +20,10 @@ import typing
 
 from absl import flags
 
+# The flags `define_flags` defines belong to its caller (the entry module): `--helpshort`
+# lists them there.
+flags.disclaim_key_flags()
+
 
 def option(default, help_text: str, choices: tuple[str, ...] | None = None,
            required: bool = False):

@@ -3,9 +3,14 @@ Options tree."""
 
 import dataclasses
 import json
+import pathlib
+import re
+import subprocess
+import sys
 
 from absl import flags
 import pytest
+import tensorflow as tf
 
 from ctdist import augment
 from ctdist import bench_lib
@@ -118,7 +123,6 @@ def test_a_field_without_help_has_no_flag():
 
 
 def test_resuming_with_other_options_is_refused(tmp_path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   opts = options.from_flat(model_dir=str(tmp_path), image_size=32, head_epochs=2)
   options.save(opts, str(tmp_path))
   options.check_resume(dataclasses.replace(opts, image_size=40))  # no checkpoint yet: a new start
@@ -134,3 +138,11 @@ def test_resuming_with_other_options_is_refused(tmp_path):
                            r"False; resume with its flags \(--flagfile=.*flags.txt\)"):
     options.check_resume(options.from_flat(model_dir=str(tmp_path), image_size=40,
                                            head_epochs=2, augment_flip=False))
+
+
+def test_helpshort_lists_every_training_flag():
+  done = subprocess.run([sys.executable, "-m", "ctdist.train", "--helpshort"],
+                        cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,
+                        text=True, timeout=300)
+  listed = set(re.findall(r"^  --(?:\[no\])?([a-z_0-9]+):", done.stdout, re.M))
+  assert listed == TRAIN_FLAGS, done.stdout[-2000:]
