@@ -1,6 +1,8 @@
 """Measurements behind `python -m ctdist.bench`: each returns plain dicts, asserts nothing."""
 
+import contextlib
 import dataclasses
+import io
 import os
 import pathlib
 import shutil
@@ -143,8 +145,9 @@ def bench_build(opts: BenchOptions) -> dict:
   for i in range(max(1, opts.repeats)):
     b = tfds.builder("tfds_ctscan/kaggle", data_dir=os.path.join(opts.tmp, f"build{i}"))
     start = time.perf_counter()
-    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(folder)))
+    with contextlib.redirect_stdout(io.StringIO()):  # TFDS's "Dataset ... prepared" lines
+      b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=str(folder)))
     seconds = time.perf_counter() - start
     n = sum(split.num_examples for split in b.info.splits.values())
     rates.append(n / seconds)
