@@ -131,7 +131,7 @@ def bench_input(opts: BenchOptions) -> dict:
 def bench_build(opts: BenchOptions) -> dict:
   """`tfds build tfds_ctscan` (the kaggle config) on a Kaggle-layout folder: scan, decode,
   hash, flag leaks, encode, write TFRecords. The synthetic files stand in for the real
-  ones (same counts, 512 px PNGs)."""
+  ones (same counts and layout)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top

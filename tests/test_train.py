@@ -117,7 +117,7 @@ def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
   history = json.loads((run_dir / "history.json").read_text())
   assert [(h["phase"], h["epoch"]) for h in history] == [("head", 1), ("finetune", 1)]
   ckpt = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-  assert tf.train.load_variable(ckpt, "state/phase/.ATTRIBUTES/VARIABLE_VALUE") == 2
+  assert tf.train.load_variable(ckpt, "position/phase/.ATTRIBUTES/VARIABLE_VALUE") == 2
   # The fine-tune optimizer ran each of its 4 steps once, whatever was re-run.
   iterations = [name for name, _ in tf.train.list_variables(ckpt)
                 if name.startswith("optimizer/") and "iteration" in name]
