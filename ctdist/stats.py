@@ -56,6 +56,18 @@ def bootstrap(metric: Callable[..., float], arrays: tuple, groups=None,
   Raises:
     ValueError: fewer than 1,000 resamples, or no resample where the metric is defined.
   """
+  interval = bootstrap_many(lambda *a: np.array([metric(*a)]), arrays, groups, resamples,
+                            seed, level)[0]
+  if interval is None:
+    raise ValueError("the metric is undefined on every resample (a class never present?)")
+  return interval
+
+
+def bootstrap_many(metrics: Callable[..., np.ndarray], arrays: tuple, groups=None,
+                   resamples: int = 1000, seed: int = 0, level: float = 0.95
+                   ) -> list[Interval | None]:
+  """`bootstrap` of a function returning several metrics at once (a 1-D array), on the
+  same resamples; one Interval each, None for a metric undefined on every resample."""
   if resamples < 1000:
     raise ValueError(f"resamples={resamples}: use at least 1000 for a {level:.0%} interval")
   arrays = tuple(np.asarray(a) for a in arrays)
@@ -66,14 +78,19 @@ def bootstrap(metric: Callable[..., float], arrays: tuple, groups=None,
   for _ in range(resamples):
     picked = rng.integers(0, len(members), len(members))
     idx = np.concatenate([members[g] for g in picked])
-    values.append(metric(*(a[idx] for a in arrays)))
-  values = np.asarray(values, dtype=np.float64)
-  values = values[~np.isnan(values)]
-  if not len(values):
-    raise ValueError("the metric is undefined on every resample (a class never present?)")
+    values.append(metrics(*(a[idx] for a in arrays)))
+  values = np.asarray(values, dtype=np.float64)  # [resamples, metrics]
+  point = np.asarray(metrics(*arrays), dtype=np.float64)
   tail = (1 - level) / 2 * 100
-  low, high = np.percentile(values, [tail, 100 - tail])
-  return Interval(float(metric(*arrays)), float(low), float(high), int(len(values)))
+  out = []
+  for j in range(values.shape[1]):
+    defined = values[~np.isnan(values[:, j]), j]
+    if not len(defined):
+      out.append(None)
+      continue
+    low, high = np.percentile(defined, [tail, 100 - tail])
+    out.append(Interval(float(point[j]), float(low), float(high), int(len(defined))))
+  return out
 
 
 def expected_calibration_error(labels, probs, bins: int = ECE_BINS) -> float:

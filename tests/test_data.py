@@ -110,7 +110,7 @@ def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_di
   model = model_lib.build_model(40, list(b.info.features["label"].names), "none")
   kernel = [w for w in model.weights if w.path.endswith("logits/kernel")][0]
   kernel.assign(np.random.RandomState(0).normal(0, 0.05, kernel.shape))  # zero: all 0.25
-  _, probs, _ = evaluate.predict_split(model, b, "test", batch_size=4)
+  _, probs, _, _ = evaluate.predict_split(model, b, "test", batch_size=4)
   data_root = pathlib.Path(small_data_dir).parent / "manual" / "Data"
   results = predict.predict_files(model, [str(data_root / n) for n in names])
   assert len(results) == len(names) == 13
@@ -192,3 +192,20 @@ def test_caches_give_the_same_epochs(small_data_dir, tmp_path, cache):
   assert epochs[0] == epochs[1] and len(epochs[0]) == 16  # 13 examples + 3 padding
   files = list((tmp_path / "c").glob("*")) if (tmp_path / "c").exists() else []
   assert bool(files) == (cache == "disk")  # only the disk cache writes files
+
+
+def test_predict_split_groups_exact_copies(kaggle_dir, tmp_path):
+  # Two files of one image in the test split: one group; every other example its own.
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from ctdist import evaluate, model as model_lib  # pylint: disable=g-import-not-at-top
+  folder = next((kaggle_dir / "Data" / "test").iterdir())
+  first = sorted(folder.iterdir())[0]
+  shutil.copy(first, folder / f"copy_of_{first.name}")
+  b = tfds.builder("tfds_ctscan/kaggle", data_dir=str(tmp_path / "tfds"))
+  b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(kaggle_dir)))
+  model = model_lib.build_model(32, list(b.info.features["label"].names), "none")
+  labels, _, _, groups = evaluate.predict_split(model, b, "test", batch_size=4)
+  assert len(labels) == 14 and len(set(groups.tolist())) == 13
+  assert sorted(np.bincount(groups).tolist()) == [1] * 12 + [2]

@@ -98,3 +98,34 @@ def test_mcnemar_exact_on_known_tables(b, c, p):
   assert result["p_value"] == pytest.approx(p)
   with pytest.raises(ValueError, match="differ in length: 3 vs 2"):
     stats.mcnemar_exact([True] * 3, [True] * 2)
+
+
+def test_headline_metrics_equal_scikit_learns():
+  from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
+  from ctdist import metrics  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 4, 300)
+  labels[labels == 3] = 2  # class 3 absent: its recall is undefined, its F1 is 0
+  probs = rng.dirichlet([1] * 4, 300)
+  probs[np.arange(300), labels] += 0.3
+  probs /= probs.sum(1, keepdims=True)
+  h = metrics.headline(labels, probs, 4)
+  pred = probs.argmax(1)
+  assert h[0] == pytest.approx(skm.accuracy_score(labels, pred))
+  assert h[1] == pytest.approx(skm.f1_score(labels, pred, labels=range(4), average="macro",
+                                            zero_division=0))
+  assert h[2:5] == pytest.approx(skm.recall_score(labels, pred, labels=range(3),
+                                                  average=None))
+  assert np.isnan(h[5])
+  assert h[6] == pytest.approx(np.mean([skm.roc_auc_score(labels == c, probs[:, c])
+                                        for c in range(3)]))
+
+
+def test_accuracy_interval_of_a_report_has_the_textbook_width():
+  from ctdist import metrics  # pylint: disable=g-import-not-at-top
+  labels, probs, _ = _bernoulli_set(400, 0.8)
+  rep = metrics.with_leak_free(labels, probs, np.zeros(400, bool), ["a", "b"])
+  iv = rep["leak_free"]["intervals"]["accuracy"]
+  assert (iv["value"], iv["resamples"]) == (0.8, 1000)
+  assert iv["high"] - iv["low"] == pytest.approx(2 * 0.0392, abs=0.012)
+  assert "[0.7" in metrics.render(rep, ["a", "b"]).splitlines()[2]
