@@ -22,6 +22,7 @@ from ctdist import metrics
 from ctdist import model as model_lib
 from ctdist import options
 from ctdist import plots
+from ctdist import stats
 
 
 class ClassMismatchError(ValueError):
@@ -71,6 +72,10 @@ def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
       plots.confusion_matrix(report["all"]["confusion_matrix"], class_names,
                              os.path.join(out_dir, f"confusion_{split}.png"),
                              f"{split} (all {report['all']['num_examples']})")
+      plots.reliability_diagram(
+          stats.reliability(labels, probs), os.path.join(out_dir, f"reliability_{split}.png"),
+          f"{split} (all {report['all']['num_examples']}): ECE "
+          f"{report['all']['calibration']['ece_15_bins']:.3f}")
   return report
 
 

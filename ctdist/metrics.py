@@ -117,6 +117,14 @@ def with_leak_free(labels, probs, leaked, class_names, groups=None,
           "num_leaked": int((~keep).sum())}
 
 
+def with_interval(col: dict, key: str) -> str:
+  """'0.946 [0.921, 0.968]' for a headline metric of one column ('n/a' if absent)."""
+  value, iv = col.get(key), _interval(col, key)
+  if value is None:
+    return "n/a"
+  return f"{value:.3f}" + (f" [{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "")
+
+
 def _interval(col: dict, *path):
   node = col.get("intervals")
   for key in path:

@@ -45,3 +45,23 @@ def confusion_matrix(matrix, class_names: list[str], path: str, title: str) -> N
   ax.set_title(title)
   fig.tight_layout()
   _save(fig, path)
+
+
+def reliability_diagram(bars: list[dict], path: str, title: str) -> None:
+  """Accuracy against mean confidence per confidence bin (`stats.reliability`); the
+  diagonal is perfect calibration, bar labels are the bins' example counts."""
+  fig, ax = plt.subplots(figsize=(5, 5))
+  ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+  for bar in bars:
+    ax.bar(bar["low"], bar["accuracy"], width=bar["high"] - bar["low"], align="edge",
+           color="tab:blue", alpha=0.7, edgecolor="black")
+    ax.plot((bar["low"] + bar["high"]) / 2, bar["confidence"], "k.")
+    ax.text((bar["low"] + bar["high"]) / 2, bar["accuracy"] + 0.02, str(bar["count"]),
+            ha="center", fontsize=7)
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.08)
+  ax.set_xlabel("confidence (top probability); dots: mean confidence")
+  ax.set_ylabel("accuracy")
+  ax.set_title(title)
+  fig.tight_layout()
+  _save(fig, path)

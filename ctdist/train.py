@@ -169,9 +169,9 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
             opts.eval_split: report}
   files.write_json(os.path.join(out, "metrics.json"), result)
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
-  logging.info("%s accuracy: %.3f (leak-free %.3f, %d leaked excluded); outputs in %s",
-               opts.eval_split, report["all"].get("accuracy", float("nan")),
-               report["leak_free"].get("accuracy", float("nan")),
+  logging.info("%s accuracy: %s (leak-free %s, %d leaked excluded); outputs in %s",
+               opts.eval_split, metrics.with_interval(report["all"], "accuracy"),
+               metrics.with_interval(report["leak_free"], "accuracy"),
                report["num_leaked"], out)
   logging.info("%s split, whole and leak-free (python -m ctdist.evaluate re-scores any split):"
                "\n%s", opts.eval_split, metrics.render(report, model_lib.class_names_of(model)))

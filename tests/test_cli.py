@@ -60,6 +60,15 @@ def test_evaluate_cli_scores_the_split_whole_and_leak_free(run_dir):
   assert report["all"]["num_examples"] == 13 and report["leak_free"]["num_examples"] == 12
   assert "tfds_ctscan/kaggle test: 1 leaked example(s) excluded" in done.stdout
   assert f"{report['all']['accuracy']:.3f}" in done.stdout
+  # Every headline metric with its interval, in the JSON and on screen; calibration too.
+  for column in ("all", "leak_free"):
+    iv = report[column]["intervals"]["accuracy"]
+    assert iv["low"] <= report[column]["accuracy"] == iv["value"] <= iv["high"]
+    assert iv["resamples"] == 1000
+    assert 0 <= report[column]["calibration"]["ece_15_bins"] <= 1
+  assert f"[{iv['low']:.3f}, {iv['high']:.3f}]" in done.stdout
+  assert "[brackets: 95 % intervals, percentile bootstrap, 1000 resamples" in done.stdout
+  assert (run_dir / "reliability_test.png").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, sma
   assert result["run"]["replicas"] == 2
   run_dir = tmp_path / "run"
   for name in ("model.keras", "history.json", "metrics.json", "metrics_test.json",
-               "training_curves.png", "confusion_test.png"):
+               "training_curves.png", "confusion_test.png", "reliability_test.png"):
     assert (run_dir / name).exists(), name
   history = json.loads((run_dir / "history.json").read_text())
   assert [(h["phase"], h["epoch"]) for h in history] == [("head", 1), ("finetune", 1)]
