@@ -171,6 +171,7 @@ class Trainer:
     self.train_iterator = iter(train_ds)
     self.val_ds = val_ds
     self.history = _load_history(model_dir) if chief else []
+    self.phase = None  # the phase entered last
     self.eval_step = self._eval_fn = None  # traced on first use, for both phases
     # Plain host variables: read eagerly on every worker.
     self.position = _Position()
@@ -225,6 +226,7 @@ class Trainer:
     # The forward pass does not depend on the phase: traced once, for both.
     if self._eval_fn is None:
       self.eval_step, self._eval_fn = self._make_eval_fn()
+    self.phase = phase
 
   # ---- compiled steps -------------------------------------------------------------
   def _make_train_fn(self, phase: int):
@@ -318,7 +320,7 @@ class Trainer:
     self.enter_phase(PHASES[done])
     self._restore_latest()
     for phase in PHASES[done:]:
-      if phase != PHASES[done]:
+      if phase != self.phase:  # _start_next_phase entered it already
         self.enter_phase(phase)
       self._run_phase(phase)
       self._restore_best()
