@@ -84,6 +84,18 @@ def _unzip(archive: pathlib.Path, into: str) -> str:
   return into
 
 
+def _kaggle_folder(opts: BenchOptions) -> pathlib.Path:
+  """`Data/` of --folder (any form the builder's manual dir accepts: the zip, its folder,
+  a parent of Data/, Data/), or of the synthetic config written to --tmp."""
+  from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top
+  from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
+  folder = opts.folder
+  if folder is None:
+    folder = os.path.join(opts.tmp, "folder")
+    synthetic.write_kaggle_layout(folder, seed=0)
+  return layout.kaggle_root(folder, lambda z: _unzip(z, os.path.join(opts.tmp, "unzip")))
+
+
 def _images_per_sec(batches, steps: int, batch_size: int) -> float:
   start = time.perf_counter()
   for _ in range(steps):
@@ -95,14 +107,7 @@ def bench_input(opts: BenchOptions) -> dict:
   """ctdist's input pipeline (first epoch, steady state) against ImageDataGenerator."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top
-  from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
-  folder, epochs = opts.folder, opts.epochs
-  if folder is None:
-    folder = os.path.join(opts.tmp, "folder")
-    synthetic.write_kaggle_layout(folder, seed=0)
-  # The forms the builder's manual dir accepts: the zip, its folder, a parent of Data/, Data/.
-  folder = layout.kaggle_root(folder, lambda z: _unzip(z, os.path.join(opts.tmp, "unzip")))
+  folder, epochs = _kaggle_folder(opts), opts.epochs
   b = tfds.builder("tfds_ctscan/kaggle", data_dir=opts.data_dir)
   b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
   n = b.info.splits["train"].num_examples
@@ -134,13 +139,7 @@ def bench_build(opts: BenchOptions) -> dict:
   ones (same counts and layout)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from tfds_ctscan import layout  # pylint: disable=g-import-not-at-top
-  from tfds_ctscan import synthetic  # pylint: disable=g-import-not-at-top
-  folder = opts.folder
-  if folder is None:
-    folder = os.path.join(opts.tmp, "folder")
-    synthetic.write_kaggle_layout(folder, seed=0)
-  folder = layout.kaggle_root(folder, lambda z: _unzip(z, os.path.join(opts.tmp, "unzip")))
+  folder = _kaggle_folder(opts)
   rates = []
   for i in range(max(1, opts.repeats)):
     b = tfds.builder("tfds_ctscan/kaggle", data_dir=os.path.join(opts.tmp, f"build{i}"))

@@ -119,17 +119,10 @@ def with_leak_free(labels, probs, leaked, class_names, groups=None,
 
 def with_interval(col: dict, key: str) -> str:
   """'0.946 [0.921, 0.968]' for a headline metric of one column ('n/a' if absent)."""
-  value, iv = col.get(key), _interval(col, key)
+  value, iv = col.get(key), _get(col, ("intervals", key))
   if value is None:
     return "n/a"
   return f"{value:.3f}" + (f" [{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "")
-
-
-def _interval(col: dict, *path):
-  node = col.get("intervals")
-  for key in path:
-    node = (node or {}).get(key)
-  return node
 
 
 def render(report: dict, class_names: list[str]) -> str:
@@ -148,7 +141,6 @@ def render(report: dict, class_names: list[str]) -> str:
            f"{'examples':{w}s}{a['num_examples']:>24d}{b['num_examples']:>24d}"]
   if "accuracy" not in a:
     return "\n".join(lines)
-  get = lambda col, *path: _get(col, path)
   rows = [("accuracy", ("accuracy",), ("accuracy",)),
           ("macro F1", ("macro", "f1"), ("macro_f1",)),
           ("weighted F1", ("weighted", "f1"), None),
@@ -161,7 +153,8 @@ def render(report: dict, class_names: list[str]) -> str:
              (f"{name} f1", ("per_class", name, "f1"), None)]
   for label, path, iv_path in rows:
     lines.append(f"{label:{w}s}" + "".join(
-        cell(get(col, *path), iv_path and _interval(col, *iv_path)) for col in (a, b)))
+        cell(_get(col, path), iv_path and _get(col, ("intervals", *iv_path)))
+        for col in (a, b)))
   lines.append("confusion matrix (rows true, columns predicted), all:")
   for name, row in zip(class_names, a["confusion_matrix"]):
     lines.append(f"  {name:{w - 2}s}" + "".join(f"{v:6d}" for v in row))
@@ -172,6 +165,7 @@ def render(report: dict, class_names: list[str]) -> str:
 
 
 def _get(col: dict, path):
+  """col[path[0]][path[1]]..., None where a level is missing (or null)."""
   node = col
   for key in path:
     if not isinstance(node, dict):

@@ -93,25 +93,10 @@ def bootstrap_many(metrics: Callable[..., np.ndarray], arrays: tuple, groups=Non
   return out
 
 
-def expected_calibration_error(labels, probs, bins: int = ECE_BINS) -> float:
-  """ECE: over `bins` equal-width confidence bins (confidence = the top probability),
-  the example-weighted mean of |accuracy - mean confidence|."""
-  labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
-  confidence = probs.max(1)
-  correct = probs.argmax(1) == labels
-  # Bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of 0 goes to bin 0.
-  which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-  ece = 0.0
-  for b in range(bins):
-    in_bin = which == b
-    if in_bin.any():
-      ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-  return float(ece)
-
-
 def reliability(labels, probs, bins: int = ECE_BINS) -> list[dict]:
-  """Per confidence bin: its range, example count, accuracy and mean confidence (the
-  reliability diagram's bars; empty bins are left out)."""
+  """Per confidence bin (confidence = the top probability; bin b holds (b/bins,
+  (b+1)/bins], a confidence of 0 goes to bin 0): its range, example count, accuracy and
+  mean confidence (the reliability diagram's bars; empty bins are left out)."""
   labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
   confidence, correct = probs.max(1), probs.argmax(1) == labels
   which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
@@ -119,6 +104,15 @@ def reliability(labels, probs, bins: int = ECE_BINS) -> list[dict]:
            "accuracy": float(correct[which == b].mean()),
            "confidence": float(confidence[which == b].mean())}
           for b in range(bins) if (which == b).any()]
+
+
+def expected_calibration_error(labels, probs, bins: int = ECE_BINS) -> float:
+  """ECE: over the `reliability` bins, the example-weighted mean of
+  |accuracy - mean confidence|."""
+  bars = reliability(labels, probs, bins)
+  n = sum(bar["count"] for bar in bars)
+  return float(sum(bar["count"] / n * abs(bar["accuracy"] - bar["confidence"])
+                   for bar in bars))
 
 
 def brier_score(labels, probs) -> float:
