@@ -230,6 +230,12 @@ def distribute(strategy: tf.distribute.Strategy, make_ds, global_batch: int):
   return strategy.distribute_datasets_from_function(fn)
 
 
+def file_names(b, split: str) -> np.ndarray:
+  """The split's file names (e.g. `test/normal/0020.png`), in `eval_dataset`'s order."""
+  return np.array([n.decode() for n in _records(b, split, 1, 0).map(
+      lambda ex: ex["file_name"]).as_numpy_iterator()], dtype=str)
+
+
 def shard_fingerprint(b, split: str, num_shards: int, shard: int) -> tuple[int, str]:
   """(examples, SHA-1 of their file names) of one input shard, for logs: workers
   of a cluster must report different fingerprints."""

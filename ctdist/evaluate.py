@@ -22,6 +22,7 @@ from ctdist import metrics
 from ctdist import model as model_lib
 from ctdist import options
 from ctdist import plots
+from ctdist import predictions
 from ctdist import stats
 
 
@@ -29,9 +30,11 @@ class ClassMismatchError(ValueError):
   """The model was trained on other classes than the dataset has."""
 
 
-def predict_split(model: keras.Model, b, split: str, batch_size: int = 32):
-  """Returns (labels, probs, leaked, groups) for every example of `split`; `groups` ids
-  exact copies alike (the same pixels as the model sees them), for grouped intervals."""
+def predict_split(model: keras.Model, b, split: str,
+                  batch_size: int = 32) -> predictions.Predictions:
+  """The model's probabilities on every example of `split`, with labels, leak flags, file
+  names and `groups`, which id exact copies alike (the same pixels as the model sees
+  them), for grouped intervals."""
   image_size = int(model.input_shape[1])
   ds = data_lib.eval_dataset(b, split, image_size, batch_size)
   # One traced graph for every batch (they are padded to one shape): 2x eager's speed.
@@ -46,34 +49,52 @@ def predict_split(model: keras.Model, b, split: str, batch_size: int = 32):
   keep = np.concatenate(weights) > 0
   ids = {}
   groups = np.array([ids.setdefault(d, len(ids)) for d in digests])
-  return (np.concatenate(labels)[keep], np.concatenate(probs)[keep],
-          np.concatenate(leaked)[keep], groups[keep])
+  names = data_lib.file_names(b, split)
+  if len(names) != keep.sum():
+    raise RuntimeError(f"{split}: {len(names)} file names for {keep.sum()} examples")
+  return predictions.Predictions(
+      dataset=b.info.full_name, split=split,
+      class_names=tuple(model_lib.class_names_of(model)),
+      temperature=model_lib.temperature_of(model), file_names=names,
+      labels=np.concatenate(labels)[keep].astype(np.int64),
+      probs=np.concatenate(probs)[keep].astype(np.float64),
+      leaked=np.concatenate(leaked)[keep].astype(bool), groups=groups[keep])
 
 
-def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
-             batch_size: int = 32) -> dict:
-  """Computes the report; with `out_dir`, writes metrics_<split>.json and plots.
-
-  Raises:
-    ValueError: the model's class names differ from the dataset's.
-  """
+def check_classes(model: keras.Model, b) -> list[str]:
+  """The model's class names; raises if they differ from the dataset's."""
   class_names = model_lib.class_names_of(model)
   ds_names = list(b.info.features["label"].names)
   if class_names != ds_names:
     raise ClassMismatchError(
         f"model classes {class_names} differ from dataset classes {ds_names}; evaluate "
         "with the dataset the model was trained on (--dataset)")
-  labels, probs, leaked, groups = predict_split(model, b, split, batch_size)
-  report = metrics.with_leak_free(labels, probs, leaked, class_names, groups)
+  return class_names
+
+
+def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
+             batch_size: int = 32) -> dict:
+  """Computes the report; with `out_dir`, writes metrics_<split>.json,
+  predictions_<split>.json (for `ctdist.compare`) and the plots.
+
+  Raises:
+    ClassMismatchError: the model's class names differ from the dataset's.
+  """
+  class_names = check_classes(model, b)
+  p = predict_split(model, b, split, batch_size)
+  report = metrics.with_leak_free(p.labels, p.probs, p.leaked, class_names, p.groups)
   report["split"] = split
+  report["temperature"] = p.temperature
   if out_dir:
     files.write_json(os.path.join(out_dir, f"metrics_{split}.json"), report)
+    predictions.save(p, out_dir)
     if "confusion_matrix" in report["all"]:
       plots.confusion_matrix(report["all"]["confusion_matrix"], class_names,
                              os.path.join(out_dir, f"confusion_{split}.png"),
                              f"{split} (all {report['all']['num_examples']})")
       plots.reliability_diagram(
-          stats.reliability(labels, probs), os.path.join(out_dir, f"reliability_{split}.png"),
+          stats.reliability(p.labels, p.probs),
+          os.path.join(out_dir, f"reliability_{split}.png"),
           f"{split} (all {report['all']['num_examples']}): ECE "
           f"{report['all']['calibration']['ece_15_bins']:.3f}")
   return report

@@ -27,18 +27,29 @@ class ResNetPreprocess(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ctdist")
 class LabeledSoftmax(layers.Activation):
-  """A float32 softmax that stores the class names with the model."""
+  """A float32 softmax of logits / temperature that stores the class names (and the
+  temperature `ctdist.calibrate` fitted; 1 until then) with the model."""
 
-  def __init__(self, class_names, **kwargs):
+  def __init__(self, class_names, temperature: float = 1.0, **kwargs):
     kwargs.pop("activation", None)
     kwargs["dtype"] = "float32"
     super().__init__("softmax", **kwargs)
     self.class_names = list(class_names)
+    self.temperature = float(temperature)
+    if not self.temperature > 0:
+      raise ValueError(f"temperature={temperature}; must be > 0")
+
+  def call(self, inputs):
+    # At 1 (always, during training) the graph is the plain softmax, whose logits the
+    # cross-entropy reads back for a stable loss.
+    if self.temperature == 1.0:
+      return keras.activations.softmax(inputs)
+    return keras.activations.softmax(inputs / self.temperature)
 
   def get_config(self):
     config = super().get_config()
     config.pop("activation", None)
-    return {**config, "class_names": self.class_names}
+    return {**config, "class_names": self.class_names, "temperature": self.temperature}
 
 
 @keras.saving.register_keras_serializable(package="ctdist")
@@ -198,3 +209,16 @@ def unfreeze_top(model: keras.Model, n_layers: int,
 def class_names_of(model: keras.Model) -> list[str]:
   """The class names stored in a model from `build_model`."""
   return list(model.get_layer(OUTPUT_NAME).class_names)
+
+
+def temperature_of(model: keras.Model) -> float:
+  """The softmax temperature stored in a model from `build_model` (1: uncalibrated)."""
+  return model.get_layer(OUTPUT_NAME).temperature
+
+
+def set_temperature(model: keras.Model, temperature: float) -> None:
+  """Sets the output softmax's temperature (probabilities = softmax(logits / T)); the
+  model must be traced again (a new `tf.function`) to see it."""
+  if not temperature > 0:
+    raise ValueError(f"temperature={temperature}; must be > 0")
+  model.get_layer(OUTPUT_NAME).temperature = float(temperature)

@@ -62,6 +62,9 @@ class Options:
   augment: augment_lib.AugmentConfig = dataflags.group(augment_lib.AugmentConfig,
                                                       prefix="augment_")
   eval_split: str = option("test", "Split evaluated after training.")
+  calibrate: bool = option(
+      False, "After training, fit a softmax temperature on the validation split and store "
+      "it in model.keras (see python -m ctdist.calibrate).")
   export: bool = option(True, "Also export a SavedModel for serving.")
 
 
@@ -85,7 +88,7 @@ def save(opts: Options, model_dir: str) -> None:
 RESUMABLE = frozenset({
     "model_dir", "data_dir", "manual_dir", "strategy", "tpu", "steps_per_loop",
     "log_every_steps", "checkpoint_every_steps", "jit_compile", "cache", "cache_dir",
-    "eval_split", "export"})
+    "eval_split", "export", "calibrate"})
 
 
 class ResumeError(ValueError):

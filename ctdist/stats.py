@@ -123,9 +123,25 @@ def brier_score(labels, probs) -> float:
   return float(((probs - onehot) ** 2).sum(1).mean())
 
 
+def negative_log_likelihood(labels, probs) -> float:
+  """Mean over examples of -log(probability of the true class), floored at 1e-12."""
+  probs = np.asarray(probs, dtype=np.float64)
+  picked = probs[np.arange(len(probs)), np.asarray(labels)]
+  return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+
+
 def _log_softmax(logits):
   shifted = logits - logits.max(1, keepdims=True)
   return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+
+
+# Log-probabilities from float32 softmax outputs keep their logits' differences down to
+# float32's smallest subnormal (1.4e-45); only an exact 0 is floored, at float64's tiny.
+_LOG_FLOOR = np.finfo(np.float64).tiny
+
+
+def _logits(probs) -> np.ndarray:
+  return np.log(np.clip(np.asarray(probs, dtype=np.float64), _LOG_FLOOR, 1.0))
 
 
 def fit_temperature(labels, probs) -> float:
@@ -133,7 +149,7 @@ def fit_temperature(labels, probs) -> float:
   softmax(log(probs) / T) on (labels, probs) (Guo et al. 2017). T > 1 softens
   over-confident probabilities; it never changes the predicted class."""
   labels = np.asarray(labels)
-  logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
+  logits = _logits(probs)
 
   def nll(log_t):
     return -_log_softmax(logits / np.exp(log_t))[np.arange(len(labels)), labels].mean()
@@ -145,8 +161,7 @@ def fit_temperature(labels, probs) -> float:
 
 def scale(probs, temperature: float) -> np.ndarray:
   """softmax(log(probs) / temperature)."""
-  logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
-  return np.exp(_log_softmax(logits / temperature))
+  return np.exp(_log_softmax(_logits(probs) / temperature))
 
 
 def mcnemar_exact(correct_a, correct_b) -> dict:

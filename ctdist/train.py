@@ -22,6 +22,7 @@ import tensorflow as tf
 from sklearn.utils import class_weight
 
 from ctdist import augment
+from ctdist import calibrate as calibrate_lib
 from ctdist import dataflags
 from ctdist import data as data_lib
 from ctdist import evaluate as evaluate_lib
@@ -164,9 +165,17 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {}
   inference = keras.saving.load_model(os.path.join(out, "model.keras"), safe_mode=True)
+  calibration = None
+  if opts.calibrate:
+    calibration = calibrate_lib.calibrate(inference, b, "valid", opts.eval_split)
+    calibrate_lib.write(inference, calibration, out, opts.export)
+    logging.info("calibrated (python -m ctdist.calibrate re-fits):\n%s",
+                 calibrate_lib.render(calibration, opts.eval_split))
   report = evaluate_lib.evaluate(inference, b, opts.eval_split, out)
   result = {"run": run_info, "history_last": history[-1] if history else None,
             opts.eval_split: report}
+  if calibration:
+    result["calibration"] = calibration
   files.write_json(os.path.join(out, "metrics.json"), result)
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
   logging.info("%s accuracy: %s (leak-free %s, %d leaked excluded); outputs in %s",

@@ -27,15 +27,16 @@ def _run(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
-  """One small training through the CLI, SavedModel exported; the dataset is built by
-  train itself from the Kaggle-layout folder given as --manual_dir."""
+  """One small training through the CLI, SavedModel exported, temperature calibrated;
+  the dataset is built by train itself from the Kaggle-layout folder given as
+  --manual_dir."""
   root = tmp_path_factory.mktemp("cli")
   manual = pathlib.Path(small_data_dir).parent / "manual"
   out = root / "run"
   done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={root / 'tfds'}",
               f"--manual_dir={manual}", f"--model_dir={out}", "--weights=none",
               "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
-              "--finetune_layers=5", "--export", timeout=900)
+              "--finetune_layers=5", "--export", "--calibrate", timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"building tfds_ctscan/kaggle in {root / 'tfds'}" in done.stderr
   assert "built tfds_ctscan/kaggle: test 13, train 16, valid 5" in done.stderr
@@ -114,3 +115,41 @@ def test_saved_model_serves_what_model_keras_predicts(run_dir, small_data_dir):
   out = served.serve(tf.constant(images))
   np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
   assert np.asarray(out).shape == (3, 4)
+
+
+@pytest.mark.slow
+def test_train_calibrate_stores_the_temperature_everywhere(run_dir):
+  t = json.loads((run_dir / "calibration.json").read_text())["temperature"]
+  assert t != 1.0  # fitted (exactly 1 would mean nothing was stored)
+  assert model_lib.temperature_of(keras.saving.load_model(run_dir / "model.keras")) == t
+  metrics = json.loads((run_dir / "metrics.json").read_text())
+  assert metrics["calibration"]["temperature"] == t and metrics["test"]["temperature"] == t
+  assert json.loads((run_dir / "predictions_test.json").read_text())["temperature"] == t
+
+
+@pytest.mark.slow
+def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir, tmp_path):
+  copy = tmp_path / "run"
+  copy.mkdir()
+  shutil.copy(run_dir / "options.json", copy / "options.json")
+  uncalibrated = keras.saving.load_model(run_dir / "model.keras")
+  model_lib.set_temperature(uncalibrated, 1.0)
+  uncalibrated.save(copy / "model.keras")
+  uncalibrated.export(str(copy / "saved_model"), verbose=False)
+  done = _run("ctdist.calibrate", f"--model_dir={copy}")
+  assert done.returncode == 0, done.stderr[-3000:]
+  t = json.loads((run_dir / "calibration.json").read_text())["temperature"]
+  report = json.loads((copy / "calibration.json").read_text())
+  assert report["temperature"] == pytest.approx(t, rel=1e-4)  # the same fit as train's
+  assert f"temperature {report['temperature']:.3f} (fitted on valid)" in done.stdout
+  calibrated = keras.saving.load_model(copy / "model.keras")
+  assert model_lib.temperature_of(calibrated) == report["temperature"]
+  images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+  loaded = tf.saved_model.load(str(copy / "saved_model"))  # kept: serve needs its variables
+  np.testing.assert_allclose(np.asarray(loaded.serve(tf.constant(images))),
+                             calibrated(images).numpy(), atol=1e-5)
+  missing = _run("ctdist.calibrate", f"--model_dir={tmp_path / 'nothing'}")
+  assert missing.returncode == 2
+  assert missing.stderr.strip().splitlines()[-1] == (
+      f"error: {tmp_path / 'nothing' / 'model.keras'} not found; train first with "
+      "python -m ctdist.train")

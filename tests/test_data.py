@@ -110,7 +110,7 @@ def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_di
   model = model_lib.build_model(40, list(b.info.features["label"].names), "none")
   kernel = [w for w in model.weights if w.path.endswith("logits/kernel")][0]
   kernel.assign(np.random.RandomState(0).normal(0, 0.05, kernel.shape))  # zero: all 0.25
-  _, probs, _, _ = evaluate.predict_split(model, b, "test", batch_size=4)
+  probs = evaluate.predict_split(model, b, "test", batch_size=4).probs
   data_root = pathlib.Path(small_data_dir).parent / "manual" / "Data"
   results = predict.predict_files(model, [str(data_root / n) for n in names])
   assert len(results) == len(names) == 13
@@ -206,6 +206,13 @@ def test_predict_split_groups_exact_copies(kaggle_dir, tmp_path):
   b.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(kaggle_dir)))
   model = model_lib.build_model(32, list(b.info.features["label"].names), "none")
-  labels, _, _, groups = evaluate.predict_split(model, b, "test", batch_size=4)
-  assert len(labels) == 14 and len(set(groups.tolist())) == 13
-  assert sorted(np.bincount(groups).tolist()) == [1] * 12 + [2]
+  p = evaluate.predict_split(model, b, "test", batch_size=4)
+  assert len(p.labels) == 14 and len(set(p.groups.tolist())) == 13
+  assert sorted(np.bincount(p.groups).tolist()) == [1] * 12 + [2]
+  # The copy and its original: one group, and the file names are the ones on disk.
+  pair = [i for i, f in enumerate(p.file_names)
+          if f in (f"test/{folder.name}/{first.name}", f"test/{folder.name}/copy_of_{first.name}")]
+  assert len(pair) == 2 and p.groups[pair[0]] == p.groups[pair[1]]
+  on_disk = sorted(f"test/{d.name}/{f.name}" for d in (kaggle_dir / "Data" / "test").iterdir()
+                   for f in d.iterdir())
+  assert sorted(p.file_names.tolist()) == on_disk

@@ -29,7 +29,9 @@ TRAIN_FLAGS = {
     "jit_compile", "augment_rotation", "augment_zoom", "augment_shift",
     "augment_brightness", "augment_flip", "eval_split", "export",
     # added by issue 11
-    "cache", "cache_dir"}
+    "cache", "cache_dir",
+    # added by issue 12
+    "calibrate"}
 BENCH_FLAGS = {
     "json", "folder", "data_dir", "dataset", "image_size", "batch_size", "strategy",
     "precision", "phases", "finetune_layers", "steps", "warmup", "repeats",
