@@ -47,12 +47,19 @@ def groups(keys: list) -> list[list[int]]:
   return [idx for idx in by_key.values() if len(idx) > 1]
 
 
+def component_ids(hashes: np.ndarray, max_distance: float = NEAR_DUPLICATE_MAD
+                  ) -> np.ndarray:
+  """[N] ids, equal for images linked by a chain of near (or exact) copies: the groups
+  that must stay on one side of any split (exact copies have identical thumbnails)."""
+  near = distances(hashes, hashes) <= max_distance
+  _, component = csgraph.connected_components(sparse.csr_matrix(near), directed=False)
+  return component
+
+
 def near_groups(hashes: np.ndarray, max_distance: float = NEAR_DUPLICATE_MAD
                 ) -> list[list[int]]:
   """Connected groups of images within `max_distance` of each other."""
-  near = distances(hashes, hashes) <= max_distance
-  _, component = csgraph.connected_components(sparse.csr_matrix(near), directed=False)
-  return groups(component.tolist())
+  return groups(component_ids(hashes, max_distance).tolist())
 
 
 def leaked(split_of: list[str], exact: list[str], hashes: np.ndarray,
