@@ -62,9 +62,9 @@ def calibrate(model: keras.Model, b, fit_split: str = "valid", eval_split: str =
     return {"before": _scores(labels, probs),
             "after": _scores(labels, stats.scale(probs, temperature))}
   keep = ~ev.leaked
-  return {"temperature": temperature, "fit_split": fit_split,
-          fit_split: before_after(fit.labels, fit.probs),
-          eval_split: {"all": before_after(ev.labels, ev.probs),
+  return {"temperature": temperature, "fit_split": str(fit_split),
+          str(fit_split): before_after(fit.labels, fit.probs),
+          str(eval_split): {"all": before_after(ev.labels, ev.probs),
                        "leak_free": before_after(ev.labels[keep], ev.probs[keep])}}
 
 

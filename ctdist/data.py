@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import json
 import math
 import os
 
@@ -35,6 +36,45 @@ class SplitInfo:
   class_names: tuple[str, ...]
 
 
+class SubsetError(ValueError):
+  """A subset file that is missing, malformed, or lists files the dataset lacks."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Subset:
+  """The examples of a TFDS split expression (e.g. "train+valid") whose file names are
+  listed: a cross-validation fold's part. Accepted wherever a split name is."""
+  name: str  # for logs and output files, e.g. "fold0_heldout"
+  split: str
+  files: tuple[str, ...]
+
+  def __str__(self):
+    return self.name
+
+
+def write_subsets(path: str, train: Subset, valid: Subset) -> None:
+  """The train and validation parts of a run (a fold), as `read_subsets` reads them."""
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump({"train": dataclasses.asdict(train), "valid": dataclasses.asdict(valid)}, f,
+              indent=1)
+
+
+def read_subsets(path: str) -> tuple[Subset, Subset]:
+  """(train, valid) Subsets from a file `write_subsets` wrote.
+
+  Raises:
+    SubsetError: naming the file, if it is missing or not such a file.
+  """
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      d = json.load(f)
+    return tuple(Subset(d[k]["name"], d[k]["split"], tuple(d[k]["files"]))
+                 for k in ("train", "valid"))
+  except (OSError, tf.errors.NotFoundError, KeyError, TypeError, ValueError) as e:
+    raise SubsetError(f"--subset_file={path}: not a subset file written by ctdist.cv "
+                     f"({e!r})") from e
+
+
 def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
   """Returns the prepared TFDS builder, preparing it if `manual_dir` is given.
 
@@ -59,14 +99,25 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
   return b
 
 
-def split_info(b, split: str) -> SplitInfo:
-  return SplitInfo(split, b.info.splits[split].num_examples,
-                   tuple(b.info.features["label"].names))
+def check_subset(b, subset: Subset) -> None:
+  """Raises SubsetError naming the listed files that `subset.split` does not hold."""
+  found = set(file_names(b, subset.split).tolist())
+  missing = [f for f in subset.files if f not in found]
+  if missing or len(set(subset.files)) != len(subset.files):
+    raise SubsetError(
+        f"{subset.name}: {len(missing)} of its {len(subset.files)} files are not in "
+        f"{b.info.full_name} {subset.split} (e.g. {missing[:3]}), or a file is listed twice; "
+        "was the dataset rebuilt since ctdist.cv assigned the folds?")
 
 
-def class_counts(b, split: str) -> np.ndarray:
+def split_info(b, split: "str | Subset") -> SplitInfo:
+  n = len(split.files) if isinstance(split, Subset) else b.info.splits[split].num_examples
+  return SplitInfo(str(split), n, tuple(b.info.features["label"].names))
+
+
+def class_counts(b, split: "str | Subset") -> np.ndarray:
   """Examples per class in `split`, read from the labels alone."""
-  ds = b.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  ds = _records(b, split, 1, 0)
   labels = [int(label) for label in ds.map(lambda ex: ex["label"]).as_numpy_iterator()]
   return np.bincount(labels, minlength=b.info.features["label"].num_classes)
 
@@ -91,36 +142,43 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
 CACHES = ("memory", "disk", "none")
 
 
-def files_sharded(b, split: str, num_shards: int) -> bool:
+def files_sharded(b, split: "str | Subset", num_shards: int) -> bool:
   """True when each of `num_shards` input pipelines reads its own TFRecord files (the
   split has at least one file per pipeline); otherwise each reads every file and keeps
-  every `num_shards`-th example."""
+  every `num_shards`-th example (always, for a Subset)."""
+  if isinstance(split, Subset):
+    return False
   return num_shards > 1 and len(b.info.splits[split].shard_lengths) >= num_shards
 
 
-def shard_sizes(b, split: str, num_shards: int) -> list[int]:
+def shard_sizes(b, split: "str | Subset", num_shards: int) -> list[int]:
   """Examples each of `num_shards` input pipelines reads (see `files_sharded`)."""
-  lengths = b.info.splits[split].shard_lengths
   if files_sharded(b, split, num_shards):  # TFDS gives pipeline i files i, i + n, ...
+    lengths = b.info.splits[split].shard_lengths
     return [sum(lengths[i::num_shards]) for i in range(num_shards)]
-  n = sum(lengths)
+  n = split_info(b, split).num_examples
   return [n // num_shards + (1 if i < n % num_shards else 0) for i in range(num_shards)]
 
 
-def _records(b, split: str, num_shards: int, shard: int) -> tf.data.Dataset:
-  """One input pipeline's share of `split`, images still encoded."""
+def _records(b, split, num_shards: int, shard: int) -> tf.data.Dataset:
+  """One input pipeline's share of `split` (a name or a Subset), images still encoded."""
   read_config = None
   if files_sharded(b, split, num_shards):
     read_config = tfds.ReadConfig(input_context=tf.distribute.InputContext(
         num_input_pipelines=num_shards, input_pipeline_id=shard))
-  ds = b.as_dataset(split=split, shuffle_files=False, read_config=read_config,
+  ds = b.as_dataset(split=split.split if isinstance(split, Subset) else split,
+                    shuffle_files=False, read_config=read_config,
                     decoders={"image": tfds.decode.SkipDecoding()})
+  if isinstance(split, Subset):
+    listed = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(split.files, tf.string), tf.ones(len(split.files), tf.int32)), 0)
+    ds = ds.filter(lambda ex: listed.lookup(ex["file_name"]) > 0)
   if num_shards > 1 and read_config is None:
     ds = ds.shard(num_shards, shard)
   return ds
 
 
-def _examples(b, split: str, image_size: int, num_shards: int, shard: int,
+def _examples(b, split: "str | Subset", image_size: int, num_shards: int, shard: int,
               cache: str, cache_dir: str | None) -> tf.data.Dataset:
   ds = _records(b, split, num_shards, shard).map(
       lambda ex: {"image": decode_and_resize(ex["image"], image_size),
@@ -135,13 +193,19 @@ def _examples(b, split: str, image_size: int, num_shards: int, shard: int,
       raise ValueError("cache='disk' needs a cache_dir (a local folder)")
     tf.io.gfile.makedirs(cache_dir)
     return ds.cache(os.path.join(
-        cache_dir, f"{b.name}_{split}_{image_size}px_{shard}of{num_shards}"))
+        cache_dir, f"{b.name}_{_cache_key(split)}_{image_size}px_{shard}of{num_shards}"))
   if cache != "none":
     raise ValueError(f"cache={cache!r}; expected one of {CACHES}")
   return ds
 
 
-def train_dataset(b, split: str, image_size: int, batch_size: int, seed: int,
+def _cache_key(split) -> str:
+  if isinstance(split, Subset):  # its files decide what is cached
+    return f"{split.name}_" + hashlib.sha1("\n".join(split.files).encode()).hexdigest()[:12]
+  return split
+
+
+def train_dataset(b, split: "str | Subset", image_size: int, batch_size: int, seed: int,
                   num_shards: int = 1, shard: int = 0, cache: str = "memory",
                   cache_dir: str | None = None) -> tf.data.Dataset:
   """Endless shuffled training batches of `batch_size` (static shapes).
@@ -160,7 +224,7 @@ def eval_steps(largest_shard: int, step_batch: int) -> int:
   return max(1, math.ceil(largest_shard / step_batch))
 
 
-def eval_dataset(b, split: str, image_size: int, batch_size: int,
+def eval_dataset(b, split: "str | Subset", image_size: int, batch_size: int,
                  replicas_per_shard: int = 1, num_shards: int = 1,
                  shard: int = 0, cache: str = "memory",
                  cache_dir: str | None = None) -> tf.data.Dataset:
@@ -230,13 +294,13 @@ def distribute(strategy: tf.distribute.Strategy, make_ds, global_batch: int):
   return strategy.distribute_datasets_from_function(fn)
 
 
-def file_names(b, split: str) -> np.ndarray:
+def file_names(b, split: "str | Subset") -> np.ndarray:
   """The split's file names (e.g. `test/normal/0020.png`), in `eval_dataset`'s order."""
   return np.array([n.decode() for n in _records(b, split, 1, 0).map(
       lambda ex: ex["file_name"]).as_numpy_iterator()], dtype=str)
 
 
-def shard_fingerprint(b, split: str, num_shards: int, shard: int) -> tuple[int, str]:
+def shard_fingerprint(b, split: "str | Subset", num_shards: int, shard: int) -> tuple[int, str]:
   """(examples, SHA-1 of their file names) of one input shard, for logs: workers
   of a cluster must report different fingerprints."""
   names = sorted(_records(b, split, num_shards, shard).map(

@@ -53,7 +53,7 @@ def predict_split(model: keras.Model, b, split: str,
   if len(names) != keep.sum():
     raise RuntimeError(f"{split}: {len(names)} file names for {keep.sum()} examples")
   return predictions.Predictions(
-      dataset=b.info.full_name, split=split,
+      dataset=b.info.full_name, split=str(split),
       class_names=tuple(model_lib.class_names_of(model)),
       temperature=model_lib.temperature_of(model), file_names=names,
       labels=np.concatenate(labels)[keep].astype(np.int64),
@@ -83,7 +83,7 @@ def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
   class_names = check_classes(model, b)
   p = predict_split(model, b, split, batch_size)
   report = metrics.with_leak_free(p.labels, p.probs, p.leaked, class_names, p.groups)
-  report["split"] = split
+  report["split"] = str(split)
   report["temperature"] = p.temperature
   if out_dir:
     files.write_json(os.path.join(out_dir, f"metrics_{split}.json"), report)

@@ -31,6 +31,9 @@ class Options:
   data_dir: str | None = option(None, "TFDS data_dir (local path or gs://...).")
   manual_dir: str | None = option(
       None, "Build the Kaggle dataset from this download first, if not built.")
+  subset_file: str | None = option(
+      None, "Train and validate on the files this JSON lists (python -m ctdist.cv writes "
+      "one per fold) instead of the train and valid splits.")
   strategy: str = option("auto", "auto: TPU, else all GPUs, else one GPU, else CPU.",
                          choices=strategy_lib.STRATEGIES)
   tpu: str = option("local", "TPU address for --strategy=tpu: 'local' on a TPU VM.")

@@ -57,13 +57,14 @@ def weights_checksum(model: keras.Model) -> str:
   return h.hexdigest()[:16]
 
 
-def _inputs(strategy, b, opts: options.Options, plan: data_lib.StepPlan):
+def _inputs(strategy, b, opts: options.Options, plan: data_lib.StepPlan, train_split,
+            valid_split):
   """Distributed train and validation datasets, one input pipeline per worker."""
   cache_dir = opts.cache_dir
   if opts.cache == "disk" and not cache_dir:  # this process's, removed when it ends
     cache_dir = tempfile.mkdtemp(prefix="ctdist_cache_")
     atexit.register(shutil.rmtree, cache_dir, ignore_errors=True)
-  for split in ("train", "valid"):
+  for split in (train_split, valid_split):
     logging.info("%s input: %s, %s", split, "files sharded" if data_lib.files_sharded(
         b, split, plan.input_pipelines) else "examples sharded" if plan.input_pipelines > 1
         else "one pipeline", f"cache {opts.cache}" + (f" in {cache_dir}" if cache_dir else ""))
@@ -74,15 +75,15 @@ def _inputs(strategy, b, opts: options.Options, plan: data_lib.StepPlan):
 
   def make_train_ds(bs, _, n, i):
     check(n)
-    count, fingerprint = data_lib.shard_fingerprint(b, "train", n, i)
+    count, fingerprint = data_lib.shard_fingerprint(b, train_split, n, i)
     logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
                  strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
-    return data_lib.train_dataset(b, "train", opts.image_size, bs, opts.seed, n, i,
+    return data_lib.train_dataset(b, train_split, opts.image_size, bs, opts.seed, n, i,
                                   opts.cache, cache_dir)
 
   def make_val_ds(bs, r, n, i):
     check(n)
-    return data_lib.eval_dataset(b, "valid", opts.image_size, bs, r, n, i, opts.cache,
+    return data_lib.eval_dataset(b, valid_split, opts.image_size, bs, r, n, i, opts.cache,
                                  cache_dir)
 
   return (data_lib.distribute(strategy, make_train_ds, opts.batch_size),
@@ -110,16 +111,20 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   data_lib.check_batch(opts.batch_size, replicas)  # before a build, which takes long
 
   b = data_lib.builder(opts.dataset, opts.data_dir, opts.manual_dir)
-  train_info = data_lib.split_info(b, "train")
+  train_split, valid_split = (data_lib.read_subsets(opts.subset_file) if opts.subset_file
+                              else ("train", "valid"))
+  for subset in (train_split, valid_split) if opts.subset_file else ():
+    data_lib.check_subset(b, subset)
+  train_info = data_lib.split_info(b, train_split)
   pipelines = strategy_lib.input_pipelines(strategy)
   plan = data_lib.step_plan(opts.batch_size, replicas, pipelines, train_info.num_examples,
-                            data_lib.shard_sizes(b, "valid", pipelines))
+                            data_lib.shard_sizes(b, valid_split, pipelines))
   class_weights = None
   if opts.class_weight == "balanced":
-    class_weights = balanced_weights(data_lib.class_counts(b, "train"))
+    class_weights = balanced_weights(data_lib.class_counts(b, train_split))
   elif opts.class_weight != "none":
     raise ValueError(f"--class_weight={opts.class_weight!r}; expected balanced or none")
-  train_ds, val_ds = _inputs(strategy, b, opts, plan)
+  train_ds, val_ds = _inputs(strategy, b, opts, plan, train_split, valid_split)
   if chief:
     tf.io.gfile.makedirs(opts.model_dir)
     options.save(opts, opts.model_dir)
@@ -147,13 +152,13 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   history = trainer.run()
   logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
                weights_checksum(model))
-  return _finish(opts, strategy, model, b, history, chief,
+  return _finish(opts, strategy, model, b, history, chief, valid_split,
                  {"strategy": type(strategy).__name__, "replicas": replicas,
                   "workers": plan.input_pipelines, "precision": precision,
                   "global_batch": opts.batch_size})
 
 
-def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
+def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> dict:
   """Saves model.keras and the SavedModel (every worker saves, only the chief's
   copy is kept), then the chief evaluates and writes metrics, history and plots."""
   out = loop.write_dir(opts.model_dir, chief, strategy_lib.worker_id(strategy))
@@ -167,7 +172,7 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
   inference = keras.saving.load_model(os.path.join(out, "model.keras"), safe_mode=True)
   calibration = None
   if opts.calibrate:
-    calibration = calibrate_lib.calibrate(inference, b, "valid", opts.eval_split)
+    calibration = calibrate_lib.calibrate(inference, b, valid_split, opts.eval_split)
     calibrate_lib.write(inference, calibration, out, opts.export)
     logging.info("calibrated (python -m ctdist.calibrate re-fits):\n%s",
                  calibrate_lib.render(calibration, opts.eval_split))
@@ -188,9 +193,9 @@ def _finish(opts, strategy, model, b, history, chief, run_info) -> dict:
 
 
 # A user's mistakes: one message and exit status 2, no traceback.
-USER_ERRORS = (data_lib.DatasetNotBuiltError, data_lib.BatchSizeError, model_lib.WeightsError,
-               strategy_lib.StrategyError, layout.LayoutError, scan.UnreadableImagesError,
-               options.ResumeError)
+USER_ERRORS = (data_lib.DatasetNotBuiltError, data_lib.BatchSizeError, data_lib.SubsetError,
+               model_lib.WeightsError, strategy_lib.StrategyError, layout.LayoutError,
+               scan.UnreadableImagesError, options.ResumeError)
 
 
 def main(argv):

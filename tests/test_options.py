@@ -31,7 +31,7 @@ TRAIN_FLAGS = {
     # added by issue 11
     "cache", "cache_dir",
     # added by issue 12
-    "calibrate"}
+    "calibrate", "subset_file"}
 BENCH_FLAGS = {
     "json", "folder", "data_dir", "dataset", "image_size", "batch_size", "strategy",
     "precision", "phases", "finetune_layers", "steps", "warmup", "repeats",

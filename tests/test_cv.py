@@ -1,0 +1,178 @@
+"""ctdist.cv as a user runs it (subprocesses, --deterministic): grouped folds, the held-out
+fold never reaching training, --fold=i + aggregate equal to the sequential run."""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ctdist import model as _  # noqa: F401  registers ctdist's layers for load_model
+from tfds_ctscan import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COUNTS = {
+    "train": {"adenocarcinoma": 5, "large_cell_carcinoma": 5, "normal": 6,
+              "squamous_cell_carcinoma": 5},
+    "valid": {"adenocarcinoma": 1, "large_cell_carcinoma": 1, "normal": 1,
+              "squamous_cell_carcinoma": 1},
+    "test": {"adenocarcinoma": 2, "large_cell_carcinoma": 2, "normal": 3,
+             "squamous_cell_carcinoma": 2},
+}
+FLAGS = ["--dataset=tfds_ctscan/kaggle", "--weights=none", "--image_size=32", "--batch_size=4",
+         "--head_epochs=0", "--finetune_epochs=1", "--finetune_layers=5", "--noexport",
+         "--deterministic", "--folds=3", "--inner_parts=2", "--seed=5"]
+
+
+def _build(manual: pathlib.Path, data_dir: pathlib.Path) -> None:
+  tfds.builder("tfds_ctscan/kaggle", data_dir=str(data_dir)).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+
+
+def _cv(*args, timeout=900):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+  return subprocess.run([sys.executable, "-m", "ctdist.cv", *map(str, args)], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _pixels_digest(path: pathlib.Path) -> str:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  return hashlib.sha1(np.asarray(Image.open(path).convert("RGB")).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cv_data(tmp_path_factory):
+  """A Kaggle folder whose pool (train + valid) holds copies: a training image again in
+  valid (another name), and another twice in train."""
+  root = tmp_path_factory.mktemp("cvdata")
+  data = synthetic.write_kaggle_layout(root / "manual", seed=11, counts=COUNTS,
+                                       size_range=(40, 56))
+  normal = sorted((data / "train").glob("normal*/*"))
+  shutil.copy(normal[0], data / "valid" / normal[0].parent.name / "copy_a.png")
+  adeno = sorted((data / "train").glob("adenocarcinoma*/*"))
+  shutil.copy(adeno[0], adeno[0].parent / "copy_b.png")
+  _build(root / "manual", root / "tfds")
+  return root
+
+
+@pytest.fixture(scope="module")
+def sequential(cv_data, tmp_path_factory):
+  out = tmp_path_factory.mktemp("cv") / "seq"
+  done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return out, done.stdout
+
+
+@pytest.mark.slow
+def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data, sequential):
+  out, stdout = sequential
+  plan = json.loads((out / "folds.json").read_text())
+  manual = cv_data / "manual" / "Data"
+  on_disk = sorted(p.relative_to(manual).as_posix() for split in ("train", "valid")
+                   for p in (manual / split).glob("*/*"))
+  assert sorted(plan["files"]) == on_disk  # the pool is train + valid, every file
+  fold_of = dict(zip(plan["files"], plan["fold_of"][0]))
+  # Copies found independently (same decoded pixels on disk) share a fold.
+  by_digest = {}
+  for name in on_disk:
+    by_digest.setdefault(_pixels_digest(manual / name), []).append(name)
+  copies = [names for names in by_digest.values() if len(names) > 1]
+  assert len(copies) >= 2
+  for names in copies:
+    assert len({fold_of[n] for n in names}) == 1, names
+  held_out = []
+  for k in range(3):
+    fold = out / f"repeat0_fold{k}"
+    subsets = json.loads((fold / "subset.json").read_text())
+    trained = set(subsets["train"]["files"]) | set(subsets["valid"]["files"])
+    held = {n for n, f in fold_of.items() if f == k}
+    assert not trained & held and trained | held == set(on_disk)
+    heldout = json.loads((fold / "predictions_heldout.json").read_text())
+    assert sorted(e["file_name"] for e in heldout["examples"]) == sorted(held)
+    held_out += [e["file_name"] for e in heldout["examples"]]
+  assert sorted(held_out) == on_disk  # every pool image predicted once, out of fold
+  summary = json.loads((out / "cv_summary.json").read_text())
+  assert len(summary["per_fold"]) == 3
+  assert summary["out_of_fold"][0]["all"]["num_examples"] == len(on_disk)
+  # The ensemble is the mean of the three fold models' test probabilities.
+  tests = [json.loads((out / f"repeat0_fold{k}" / "predictions_test.json").read_text())
+           for k in range(3)]
+  by_file = [{e["file_name"]: e["probabilities"] for e in t["examples"]} for t in tests]
+  ensemble = json.loads((out / "predictions_test_ensemble.json").read_text())
+  assert len(ensemble["examples"]) == 9
+  for e in ensemble["examples"]:
+    np.testing.assert_allclose(e["probabilities"],
+                               np.mean([b[e["file_name"]] for b in by_file], axis=0), atol=1e-7)
+  assert "ensemble of 3 fold models on test: accuracy" in stdout
+
+
+@pytest.mark.slow
+def test_fold_by_fold_then_aggregate_reproduces_the_sequential_run(cv_data, sequential,
+                                                                  tmp_path):
+  seq, _ = sequential
+  out = tmp_path / "jobs"
+  for k in range(3):
+    done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", f"--fold={k}", *FLAGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if k == 0:
+      early = _cv("aggregate", out)
+      assert early.returncode == 2
+      assert early.stderr.strip().splitlines()[-1] == (
+          f"error: 2 of 3 folds are not finished in {out}: repeat0_fold1 (--fold=1), "
+          "repeat0_fold2 (--fold=2); run them (python -m ctdist.cv ... --fold=i) and "
+          "aggregate again; nothing is averaged over missing folds")
+  done = _cv("aggregate", out)
+  assert done.returncode == 0, done.stderr[-3000:]
+  a, b = (json.loads((d / "cv_summary.json").read_text()) for d in (seq, out))
+  assert a["per_fold"] == b["per_fold"] and a["ensemble"] == b["ensemble"]
+  assert a["out_of_fold"] == b["out_of_fold"]
+  # Re-running skips finished folds.
+  again = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stderr.count("done, skipped") == 3
+
+
+@pytest.mark.slow
+def test_poisoned_held_out_labels_leave_the_trained_weights_unchanged(cv_data, sequential,
+                                                                     tmp_path):
+  # Fold 0's held-out training images are moved to another class folder: their labels
+  # change (and so their names). A fold that used them anywhere - training, early
+  # stopping, class weights - would train other weights.
+  seq, _ = sequential
+  plan = json.loads((seq / "folds.json").read_text())
+  held = [n for n, f in zip(plan["files"], plan["fold_of"][0]) if f == 0]
+  poisoned = tmp_path / "manual"
+  shutil.copytree(cv_data / "manual", poisoned)
+  renamed = {}
+  for name in held:
+    split, folder, file = name.split("/")
+    other = next(p.name for p in sorted((poisoned / "Data" / split).iterdir())
+                 if p.name != folder)
+    (poisoned / "Data" / split / other).mkdir(exist_ok=True)
+    new = f"{split}/{other}/{folder}_{file}"  # unique: two folders may hold a 0003.png
+    os.rename(poisoned / "Data" / name, poisoned / "Data" / new)
+    renamed[name] = new
+  _build(poisoned, tmp_path / "tfds")
+  out = tmp_path / "cv"
+  out.mkdir()
+  plan["files"] = [renamed.get(n, n) for n in plan["files"]]  # the same folds
+  (out / "folds.json").write_text(json.dumps(plan))
+  done = _cv(f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={out}", "--fold=0", *FLAGS)
+  assert done.returncode == 0, done.stderr[-3000:]
+  heldout = json.loads((out / "repeat0_fold0" / "predictions_heldout.json").read_text())
+  true = {e["file_name"]: e["label"] for e in json.loads(
+      (seq / "repeat0_fold0" / "predictions_heldout.json").read_text())["examples"]}
+  assert all(e["label"] != true[next(k for k, v in renamed.items() if v == e["file_name"])]
+             for e in heldout["examples"])  # the poison reached the held-out part
+  clean = keras.saving.load_model(seq / "repeat0_fold0" / "model.keras").get_weights()
+  dirty = keras.saving.load_model(out / "repeat0_fold0" / "model.keras").get_weights()
+  assert len(clean) == len(dirty)
+  for a, b in zip(clean, dirty):
+    np.testing.assert_array_equal(a, b)
