@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ctdist import model as _  # noqa: F401  registers ctdist's layers for load_model
+from ctdist import model  # noqa: F401  registers ctdist's layers for load_model
 from tfds_ctscan import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
