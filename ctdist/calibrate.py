@@ -96,7 +96,8 @@ def write(model: keras.Model, report: dict, model_dir: str, export: bool) -> Non
 def _define_flags():
   flags.DEFINE_string("model_dir", None, "Training output folder holding model.keras.",
                       required=True)
-  flags.DEFINE_string("fit_split", "valid", "Split the temperature is fitted on.")
+  flags.DEFINE_string("fit_split", None, "Split the temperature is fitted on; default: the "
+                      "run's validation part (its --subset_file's, for a ctdist.cv fold).")
   flags.DEFINE_string("split", None, "Split reported before/after and re-evaluated; "
                       "default: the run's --eval_split.")
   flags.DEFINE_integer("batch_size", 32, "Prediction batch size.")
@@ -106,16 +107,14 @@ def main(argv):
   del argv
   f = flags.FLAGS
   console.setup(f.verbosity)
-  model_path = os.path.join(f.model_dir, "model.keras")
-  if not tf.io.gfile.exists(model_path):
-    console.fail(FileNotFoundError(
-        f"{model_path} not found; train first with python -m ctdist.train"))
+  model = evaluate_lib.load_run_model(f.model_dir)
   try:
     run = options.load(f.model_dir)
     split = f.split or run.eval_split
+    fit_split = f.fit_split or (data_lib.read_subsets(run.subset_file)[1] if run.subset_file
+                                else "valid")
     b = data_lib.builder(run.dataset, run.data_dir)
-    model = keras.saving.load_model(model_path, safe_mode=True)
-    report = calibrate(model, b, f.fit_split, split, f.batch_size)
+    report = calibrate(model, b, fit_split, split, f.batch_size)
   except (data_lib.DatasetNotBuiltError, evaluate_lib.ClassMismatchError,
           options.NoOptionsError, options.OptionsFileError, ValueError) as e:
     console.fail(e)

@@ -71,8 +71,10 @@ def pool(b):
 def make_plan(names, labels, groups, cvo: CVOptions, class_names) -> dict:
   """Every repeat's fold of every pool file (seed = the training seed + repeat)."""
   seed = cvo.train.seed
-  return {"pool": POOL, "folds": cvo.folds, "repeats": cvo.repeats, "seed": seed,
-          "inner_parts": cvo.inner_parts, "files": names.tolist(), "labels": labels.tolist(),
+  return {"dataset": cvo.train.dataset, "pool": POOL, "folds": cvo.folds,
+          "repeats": cvo.repeats, "seed": seed,
+          "inner_parts": cvo.inner_parts, "class_names": list(class_names),
+          "files": names.tolist(), "labels": labels.tolist(),
           "groups": groups.tolist(),
           "fold_of": [folds_lib.assign(labels, groups, cvo.folds, seed + r, class_names).tolist()
                       for r in range(cvo.repeats)]}
@@ -85,9 +87,9 @@ def load_or_make_plan(b, cvo: CVOptions) -> dict:
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       plan = json.load(f)
-    asked = {"folds": cvo.folds, "repeats": cvo.repeats, "seed": cvo.train.seed,
-             "inner_parts": cvo.inner_parts}
-    changed = [f"--{k}={plan[k]} -> {v}" for k, v in asked.items() if plan[k] != v]
+    asked = {"dataset": cvo.train.dataset, "folds": cvo.folds, "repeats": cvo.repeats,
+             "seed": cvo.train.seed, "inner_parts": cvo.inner_parts}
+    changed = [f"--{k}={plan.get(k)} -> {v}" for k, v in asked.items() if plan.get(k) != v]
     if changed:
       raise CVError(f"{root} holds a cross-validation with other folds: {', '.join(changed)}; "
                     "use its flags or another --model_dir")
@@ -117,7 +119,7 @@ def fold_parts(plan: dict, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
   held = np.flatnonzero(fold_of == k)
   rest = np.flatnonzero(fold_of != k)
   valid = folds_lib.inner_validation(plan["labels"], plan["groups"], rest,
-                                     plan["inner_parts"], plan["seed"] + r)
+                                     plan["inner_parts"], plan["seed"] + r, plan["class_names"])
   return np.setdiff1d(rest, valid), valid, held
 
 
@@ -214,11 +216,13 @@ def aggregate(root: str) -> dict:
                          if k not in ("fold", "heldout_examples")},
              "out_of_fold": [], "split": split}
   k = plan["folds"]
+  group_of = dict(zip(plan["files"], plan["groups"]))  # pool-wide: exact and near copies
   for r in range(plan["repeats"]):
     oof = _stack(held[r * k:(r + 1) * k])
     if sorted(oof.file_names.tolist()) != sorted(plan["files"]):
       raise CVError(f"repeat {r}: the held-out parts do not cover the pool exactly once")
-    oof = dataclasses.replace(oof, split=f"out_of_fold_repeat{r}")
+    oof = dataclasses.replace(oof, split=f"out_of_fold_repeat{r}", groups=np.array(
+        [group_of[f] for f in oof.file_names.tolist()]))
     predictions.save(oof, root)
     summary["out_of_fold"].append(metrics.with_leak_free(
         oof.labels, oof.probs, np.zeros(len(oof.labels), bool), class_names, oof.groups))

@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ctdist import files
+
 BUILD_HINT = (
     "build it first: `tfds build tfds_ctscan --config=synthetic --data_dir={data_dir}` "
     "for the offline synthetic data, or `tfds build tfds_ctscan "
@@ -54,9 +56,8 @@ class Subset:
 
 def write_subsets(path: str, train: Subset, valid: Subset) -> None:
   """The train and validation parts of a run (a fold), as `read_subsets` reads them."""
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump({"train": dataclasses.asdict(train), "valid": dataclasses.asdict(valid)}, f,
-              indent=1)
+  files.write_json(path, {"train": dataclasses.asdict(train),
+                          "valid": dataclasses.asdict(valid)})  # atomic: workers read it
 
 
 def read_subsets(path: str) -> tuple[Subset, Subset]:
@@ -103,11 +104,14 @@ def check_subset(b, subset: Subset) -> None:
   """Raises SubsetError naming the listed files that `subset.split` does not hold."""
   found = set(file_names(b, subset.split).tolist())
   missing = [f for f in subset.files if f not in found]
-  if missing or len(set(subset.files)) != len(subset.files):
+  if missing:
     raise SubsetError(
         f"{subset.name}: {len(missing)} of its {len(subset.files)} files are not in "
-        f"{b.info.full_name} {subset.split} (e.g. {missing[:3]}), or a file is listed twice; "
-        "was the dataset rebuilt since ctdist.cv assigned the folds?")
+        f"{b.info.full_name} {subset.split} (e.g. {missing[:3]}); was the dataset rebuilt "
+        "since ctdist.cv assigned the folds?")
+  twice = sorted({f for f in subset.files if subset.files.count(f) > 1})
+  if twice:
+    raise SubsetError(f"{subset.name}: files listed more than once: {twice[:3]}")
 
 
 def split_info(b, split: "str | Subset") -> SplitInfo:

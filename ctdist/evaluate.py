@@ -100,6 +100,15 @@ def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
   return report
 
 
+def load_run_model(model_dir: str) -> keras.Model:
+  """model_dir's model.keras (safe mode); a missing one ends the program with one line."""
+  model_path = os.path.join(model_dir, "model.keras")
+  if not tf.io.gfile.exists(model_path):
+    console.fail(FileNotFoundError(
+        f"{model_path} not found; train first with python -m ctdist.train"))
+  return keras.saving.load_model(model_path, safe_mode=True)
+
+
 def _define_flags():
   flags.DEFINE_string("model_dir", None, "Training output folder holding model.keras.",
                       required=True)
@@ -114,10 +123,7 @@ def main(argv):
   del argv
   f = flags.FLAGS
   console.setup(f.verbosity)
-  model_path = os.path.join(f.model_dir, "model.keras")
-  if not tf.io.gfile.exists(model_path):
-    raise app.UsageError(f"{model_path} not found; train first with python -m ctdist.train")
-  model = keras.saving.load_model(model_path, safe_mode=True)
+  model = load_run_model(f.model_dir)
   try:
     # The run's own dataset and data_dir unless given (a run without options.json needs
     # --dataset).

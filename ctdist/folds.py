@@ -10,19 +10,19 @@ class FoldCountError(ValueError):
   """More folds than a class has groups of copies, or fewer than 2."""
 
 
-def _check(labels, groups, folds: int, class_names=None) -> None:
+def _check(labels, groups, folds: int, class_names=None, flag: str = "folds") -> None:
   labels, groups = np.asarray(labels), np.asarray(groups)
   if len(labels) != len(groups):
     raise ValueError(f"{len(groups)} group ids for {len(labels)} labels")
   if folds < 2:
-    raise FoldCountError(f"--folds={folds}: cross-validation needs at least 2 folds")
+    raise FoldCountError(f"--{flag}={folds}: needs at least 2 parts")
   for c in np.unique(labels):
     distinct = len(np.unique(groups[labels == c]))
     if distinct < folds:
       name = class_names[c] if class_names is not None else f"class {c}"
       raise FoldCountError(
-          f"--folds={folds} is more than the {distinct} distinct images (groups of copies) "
-          f"of {name}: some fold would have none; use --folds={distinct} or fewer")
+          f"--{flag}={folds} is more than the {distinct} distinct images (groups of copies) "
+          f"of {name}: some part would have none; use --{flag}={distinct} or fewer")
 
 
 def assign(labels, groups, folds: int, seed: int, class_names=None) -> np.ndarray:
@@ -46,13 +46,14 @@ def assign(labels, groups, folds: int, seed: int, class_names=None) -> np.ndarra
   return fold_of
 
 
-def inner_validation(labels, groups, train_index, parts: int, seed: int) -> np.ndarray:
+def inner_validation(labels, groups, train_index, parts: int, seed: int,
+                     class_names=None) -> np.ndarray:
   """A grouped, stratified 1/`parts` of `train_index` for early stopping inside a fold:
   the held-out fold never decides anything. Returns the indices (a subset of
   `train_index`) that validate; the rest of `train_index` trains."""
   train_index = np.asarray(train_index)
   labels, groups = np.asarray(labels)[train_index], np.asarray(groups)[train_index]
-  _check(labels, groups, parts)
+  _check(labels, groups, parts, class_names, flag="inner_parts")
   splitter = model_selection.StratifiedGroupKFold(parts, shuffle=True, random_state=seed)
   _, valid = next(splitter.split(np.zeros(len(labels)), labels, groups))
   return np.sort(train_index[valid])

@@ -1,5 +1,6 @@
 """ctdist.compare on prediction files with known right/wrong tables (values by hand)."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -16,7 +17,7 @@ NAMES = ("x", "y")
 
 
 def _preds(right, labels=None, leaked=None, names=NAMES, dataset="tfds_ctscan/kaggle/1.0.0",
-           files=None):
+           files=None, temperature=1.0):
   """Predictions that are right where `right` is (confidence 0.8 either way)."""
   right = np.asarray(right, bool)
   n = len(right)
@@ -24,7 +25,7 @@ def _preds(right, labels=None, leaked=None, names=NAMES, dataset="tfds_ctscan/ka
   predicted = np.where(right, labels, 1 - labels)
   probs = np.where(predicted[:, None] == np.arange(2), 0.8, 0.2)
   return predictions.Predictions(
-      dataset=dataset, split="test", class_names=tuple(names), temperature=1.0,
+      dataset=dataset, split="test", class_names=tuple(names), temperature=temperature,
       file_names=np.array(files or [f"test/x/{i:04d}.png" for i in range(n)]),
       labels=labels, probs=probs,
       leaked=np.zeros(n, bool) if leaked is None else np.asarray(leaked, bool),
@@ -54,6 +55,11 @@ def test_known_table_gives_mcnemar_and_a_paired_interval():
   assert d["low"] == pytest.approx(0.08 - 0.060, abs=0.015)
   assert d["high"] == pytest.approx(0.08 + 0.060, abs=0.015)
   assert d["resamples"] == 1000
+  # Macro F1 by hand: all labels are class 0, every wrong answer says 1 (F1 of class 1 is
+  # 0); class 0's precision is 1, so F1 = 2r / (1 + r): (0.9 -> 0.94737, 0.82 -> 0.90110)/2.
+  f1 = col["macro_f1"]
+  assert f1["a"] == pytest.approx(0.9 / 1.9) and f1["b"] == pytest.approx(0.82 / 1.82)
+  assert f1["difference"]["value"] == pytest.approx(0.9 / 1.9 - 0.82 / 1.82)
 
 
 def test_identical_runs_differ_by_exactly_zero():
@@ -89,6 +95,7 @@ def test_examples_are_paired_by_file_name_and_the_leak_free_column_drops_leaks()
     (dict(files=[f"test/x/{i:04d}.png" for i in range(9)] + ["test/x/other.png"]),
      r"1 only in the first \(e.g. \['test/x/0009.png'\]\), 1 only in the second"),
     (dict(labels=[0] * 9 + [1]), "1 files have other labels or leak flags"),
+    (dict(leaked=[True] + [False] * 9), "1 files have other labels or leak flags"),
 ])
 def test_runs_on_different_data_are_refused_naming_the_difference(change, message):
   with pytest.raises(compare.NotComparableError, match=message):
@@ -97,12 +104,12 @@ def test_runs_on_different_data_are_refused_naming_the_difference(change, messag
 
 def test_files_round_trip_and_a_missing_one_names_the_command(tmp_path):
   p = _preds([True, True, False, True, False, False],
-             leaked=[True, False, False, False, False, False])
+             leaked=[True, False, False, False, False, False], temperature=1.7)
   predictions.save(p, str(tmp_path))
   back = predictions.load(str(tmp_path), "test")
   for field in ("file_names", "labels", "probs", "leaked", "groups"):
     np.testing.assert_array_equal(getattr(back, field), getattr(p, field))
-  assert (back.dataset, back.class_names) == (p.dataset, p.class_names)
+  assert (back.dataset, back.class_names, back.temperature) == (p.dataset, p.class_names, 1.7)
   with pytest.raises(predictions.NoPredictionsError,
                      match=f"python -m ctdist.evaluate --model_dir={tmp_path} --split=valid"):
     predictions.load(str(tmp_path), "valid")
@@ -122,7 +129,8 @@ def test_cli_prints_the_comparison_and_refuses_with_one_line(tmp_path):
   done = _cli(tmp_path / "a", tmp_path / "b", "--json", tmp_path / "c.json")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "McNemar    A right/B wrong 9, A wrong/B right 1: p = 0.02148" in done.stdout
-  assert (tmp_path / "c.json").stat().st_size > 0
+  saved = json.loads((tmp_path / "c.json").read_text())
+  assert saved["all"]["mcnemar_exact"]["a_right_b_wrong"] == 9
   (tmp_path / "empty").mkdir()
   done = _cli(tmp_path / "a", tmp_path / "empty")
   assert done.returncode == 2

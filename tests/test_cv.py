@@ -67,12 +67,12 @@ def sequential(cv_data, tmp_path_factory):
   out = tmp_path_factory.mktemp("cv") / "seq"
   done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS)
   assert done.returncode == 0, done.stderr[-3000:]
-  return out, done.stdout
+  return out, done
 
 
 @pytest.mark.slow
 def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data, sequential):
-  out, stdout = sequential
+  out, done = sequential
   plan = json.loads((out / "folds.json").read_text())
   manual = cv_data / "manual" / "Data"
   on_disk = sorted(p.relative_to(manual).as_posix() for split in ("train", "valid")
@@ -110,7 +110,18 @@ def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data,
   for e in ensemble["examples"]:
     np.testing.assert_allclose(e["probabilities"],
                                np.mean([b[e["file_name"]] for b in by_file], axis=0), atol=1e-7)
-  assert "ensemble of 3 fold models on test: accuracy" in stdout
+  assert "ensemble of 3 fold models on test: accuracy" in done.stdout
+  # Each fold validated on its own inner part, not on the dataset's valid split.
+  for k in range(3):
+    inner = json.loads((out / f"repeat0_fold{k}" / "subset.json").read_text())["valid"]["files"]
+    assert f"repeat0_fold{k}_valid input: one pipeline" in done.stderr
+    assert f"{-(-len(inner) // 4)} validation steps" in done.stderr  # batch 4
+  # Out-of-fold intervals resample the pool's copies together: one group per image.
+  oof = json.loads((out / "predictions_out_of_fold_repeat0.json").read_text())["examples"]
+  group_of = {e["file_name"]: e["group"] for e in oof}
+  assert len(set(group_of.values())) == len(by_digest)
+  for names in copies:
+    assert len({group_of[n] for n in names}) == 1, names
 
 
 @pytest.mark.slow
@@ -137,6 +148,11 @@ def test_fold_by_fold_then_aggregate_reproduces_the_sequential_run(cv_data, sequ
   again = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stderr.count("done, skipped") == 3
+  other = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS, "--folds=4")
+  assert other.returncode == 2
+  assert other.stderr.strip().splitlines()[-1] == (
+      f"error: {out} holds a cross-validation with other folds: --folds=3 -> 4; use its "
+      "flags or another --model_dir")
 
 
 @pytest.mark.slow

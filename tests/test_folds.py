@@ -42,9 +42,9 @@ def test_too_many_folds_for_a_class_names_the_value_and_the_fix():
   groups = np.array(list(range(10)) + [10, 10, 11, 11, 12, 12])  # class 1: 3 images
   with pytest.raises(folds.FoldCountError,
                      match=r"--folds=5 is more than the 3 distinct images \(groups of copies\) "
-                           r"of normal: some fold would have none; use --folds=3 or fewer"):
+                           r"of normal: some part would have none; use --folds=3 or fewer"):
     folds.assign(labels, groups, 5, seed=0, class_names=["adeno", "normal"])
-  with pytest.raises(folds.FoldCountError, match="--folds=1: cross-validation needs at least 2"):
+  with pytest.raises(folds.FoldCountError, match="--folds=1: needs at least 2 parts"):
     folds.assign(labels, groups, 1, seed=0)
 
 
@@ -58,6 +58,10 @@ def test_inner_validation_is_a_grouped_part_of_the_training_part():
   assert not set(groups[valid]) & set(groups[rest])  # no copy on both sides
   assert len(valid) == pytest.approx(len(train) / 8, abs=6)
   assert set(labels[valid]) == {0, 1, 2, 3}
+  # Class "b" (19 images in this training part) is the first short of 20: named, not "1".
+  with pytest.raises(folds.FoldCountError, match=r"--inner_parts=20 is more than the 19 "
+                     r"distinct images \(groups of copies\) of b: .* use --inner_parts=19"):
+    folds.inner_validation(labels, groups, train, 20, 0, ["a", "b", "normal", "c"])
 
 
 def test_copies_linked_by_a_chain_of_near_copies_share_one_id():
