@@ -23,13 +23,6 @@ class NotComparableError(ValueError):
   """Two runs' predictions are not on the same examples."""
 
 
-def _by_file(p: predictions.Predictions) -> np.ndarray:
-  order = np.argsort(p.file_names, kind="stable")
-  if len(set(p.file_names.tolist())) != len(order):
-    raise NotComparableError(f"{p.dataset} {p.split}: file names repeat in the predictions")
-  return order
-
-
 def pair(a: predictions.Predictions, b: predictions.Predictions):
   """Both runs' predictions in one order (by file name), after checking that they are on
   the same examples of the same split of the same dataset, with the same classes.
@@ -56,11 +49,10 @@ def pair(a: predictions.Predictions, b: predictions.Predictions):
         f"the runs' {a.split} splits hold different files: {len(only_a)} only in the first "
         f"(e.g. {only_a[:3]}), {len(only_b)} only in the second (e.g. {only_b[:3]}); "
         "evaluate both on the same build of the dataset")
-  ia, ib = _by_file(a), _by_file(b)
-  take = lambda p, i: predictions.Predictions(
-      p.dataset, p.split, p.class_names, p.temperature, p.file_names[i], p.labels[i],
-      p.probs[i], p.leaked[i], p.groups[i])
-  a, b = take(a, ia), take(b, ib)
+  try:
+    a, b = predictions.by_file(a), predictions.by_file(b)
+  except ValueError as e:
+    raise NotComparableError(str(e)) from e
   differ = np.flatnonzero((a.labels != b.labels) | (a.leaked != b.leaked))
   if len(differ):
     raise NotComparableError(

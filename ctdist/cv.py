@@ -226,16 +226,12 @@ def aggregate(root: str) -> dict:
     predictions.save(oof, root)
     summary["out_of_fold"].append(metrics.with_leak_free(
         oof.labels, oof.probs, np.zeros(len(oof.labels), bool), class_names, oof.groups))
-  order = [np.argsort(t.file_names, kind="stable") for t in tested]
+  tested = [predictions.by_file(t) for t in tested]
   first = tested[0]
-  for t, o in zip(tested, order):
-    if t.file_names[o].tolist() != first.file_names[order[0]].tolist():
-      raise CVError(f"the folds' {split} predictions are not of the same files")
-  mean_probs = np.mean([t.probs[o] for t, o in zip(tested, order)], axis=0)
-  o = order[0]
-  ensemble = dataclasses.replace(first, split=f"{split}_ensemble", file_names=first.file_names[o],
-                                 labels=first.labels[o], probs=mean_probs,
-                                 leaked=first.leaked[o], groups=first.groups[o])
+  if any(t.file_names.tolist() != first.file_names.tolist() for t in tested):
+    raise CVError(f"the folds' {split} predictions are not of the same files")
+  ensemble = dataclasses.replace(first, split=f"{split}_ensemble",
+                                 probs=np.mean([t.probs for t in tested], axis=0))
   predictions.save(ensemble, root)
   summary["ensemble"] = metrics.with_leak_free(ensemble.labels, ensemble.probs,
                                                ensemble.leaked, class_names, ensemble.groups)

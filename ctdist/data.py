@@ -1,5 +1,6 @@
 """TFDS examples -> resized, cached, shuffled, batched and sharded tf.data input."""
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -100,18 +101,22 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
   return b
 
 
-def check_subset(b, subset: Subset) -> None:
-  """Raises SubsetError naming the listed files that `subset.split` does not hold."""
-  found = set(file_names(b, subset.split).tolist())
-  missing = [f for f in subset.files if f not in found]
-  if missing:
-    raise SubsetError(
-        f"{subset.name}: {len(missing)} of its {len(subset.files)} files are not in "
-        f"{b.info.full_name} {subset.split} (e.g. {missing[:3]}); was the dataset rebuilt "
-        "since ctdist.cv assigned the folds?")
-  twice = sorted({f for f in subset.files if subset.files.count(f) > 1})
-  if twice:
-    raise SubsetError(f"{subset.name}: files listed more than once: {twice[:3]}")
+def check_subsets(b, *subsets: Subset) -> None:
+  """Raises SubsetError naming listed files that their split does not hold, or that a
+  subset lists twice (each split expression is read once, file names only)."""
+  found = {}
+  for subset in subsets:
+    if subset.split not in found:
+      found[subset.split] = set(file_names(b, subset.split).tolist())
+    missing = [f for f in subset.files if f not in found[subset.split]]
+    if missing:
+      raise SubsetError(
+          f"{subset.name}: {len(missing)} of its {len(subset.files)} files are not in "
+          f"{b.info.full_name} {subset.split} (e.g. {missing[:3]}); was the dataset rebuilt "
+          "since ctdist.cv assigned the folds?")
+    twice = sorted(f for f, n in collections.Counter(subset.files).items() if n > 1)
+    if twice:
+      raise SubsetError(f"{subset.name}: files listed more than once: {twice[:3]}")
 
 
 def split_info(b, split: "str | Subset") -> SplitInfo:

@@ -30,7 +30,7 @@ class ClassMismatchError(ValueError):
   """The model was trained on other classes than the dataset has."""
 
 
-def predict_split(model: keras.Model, b, split: str,
+def predict_split(model: keras.Model, b, split: "str | data_lib.Subset",
                   batch_size: int = 32) -> predictions.Predictions:
   """The model's probabilities on every example of `split`, with labels, leak flags, file
   names and `groups`, which id exact copies alike (the same pixels as the model sees
@@ -72,7 +72,7 @@ def check_classes(model: keras.Model, b) -> list[str]:
   return class_names
 
 
-def evaluate(model: keras.Model, b, split: str, out_dir: str | None = None,
+def evaluate(model: keras.Model, b, split: "str | data_lib.Subset", out_dir: str | None = None,
              batch_size: int = 32) -> dict:
   """Computes the report; with `out_dir`, writes metrics_<split>.json,
   predictions_<split>.json (for `ctdist.compare`) and the plots.

@@ -38,6 +38,24 @@ class Predictions:
                        f"{len(self.class_names)} classes")
 
 
+def take(p: Predictions, index) -> Predictions:
+  """The examples at `index` (an index array or mask), in that order."""
+  return dataclasses.replace(p, file_names=p.file_names[index], labels=p.labels[index],
+                             probs=p.probs[index], leaked=p.leaked[index],
+                             groups=p.groups[index])
+
+
+def by_file(p: Predictions) -> Predictions:
+  """`p` ordered by file name (the order two runs' predictions are paired in).
+
+  Raises:
+    ValueError: a file name repeats.
+  """
+  if len(set(p.file_names.tolist())) != len(p.file_names):
+    raise ValueError(f"{p.dataset} {p.split}: file names repeat in the predictions")
+  return take(p, np.argsort(p.file_names, kind="stable"))
+
+
 def path(model_dir: str, split: str) -> str:
   return os.path.join(model_dir, f"predictions_{split}.json")
 

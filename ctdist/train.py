@@ -113,8 +113,8 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   b = data_lib.builder(opts.dataset, opts.data_dir, opts.manual_dir)
   train_split, valid_split = (data_lib.read_subsets(opts.subset_file) if opts.subset_file
                               else ("train", "valid"))
-  for subset in (train_split, valid_split) if opts.subset_file else ():
-    data_lib.check_subset(b, subset)
+  if opts.subset_file:
+    data_lib.check_subsets(b, train_split, valid_split)
   train_info = data_lib.split_info(b, train_split)
   pipelines = strategy_lib.input_pipelines(strategy)
   plan = data_lib.step_plan(opts.batch_size, replicas, pipelines, train_info.num_examples,
