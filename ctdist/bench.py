@@ -11,8 +11,6 @@ from ctdist import console  # pylint: disable=g-bad-import-order
 import dataclasses
 import json
 import os
-import platform
-import sys
 import tempfile
 
 from absl import app
@@ -20,25 +18,9 @@ from absl import flags
 
 from ctdist import bench_lib
 from ctdist import dataflags
+from ctdist import hardware
 
 BENCHMARKS = ("build", "input", "step", "precision", "xla", "augment", "scaling")
-
-
-def machine() -> dict:
-  """CPU model and cores, accelerators, TensorFlow version."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor() or ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next((line.split(":", 1)[1].strip() for line in f
-                  if line.startswith("model name")), cpu)
-  except OSError:
-    pass
-  gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-          for g in tf.config.list_physical_devices("GPU")]
-  return {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpus": gpus,
-          "tpu": bool(tf.config.list_logical_devices("TPU")),
-          "tensorflow": tf.__version__, "python": sys.version.split()[0]}
 
 
 def main(argv):
@@ -70,7 +52,7 @@ def main(argv):
       result = bench_lib.bench_variants(opts, "augmentation", [False, True])
     else:
       result = bench_lib.bench_scaling(opts)
-  report = {"benchmark": name, "machine": machine(), **result}
+  report = {"benchmark": name, "machine": hardware.machine(), **result}
   print(bench_lib.render(report))
   if opts.json:
     with open(opts.json, "w") as fh:

@@ -30,6 +30,7 @@ from ctdist import folds as folds_lib
 from ctdist import metrics
 from ctdist import options
 from ctdist import predictions
+from ctdist import report as report_lib
 from ctdist import train
 from tfds_ctscan import hashing
 
@@ -161,7 +162,10 @@ def run(cvo: CVOptions, strategy=None) -> dict | None:
     return None
   for index in range(total):
     run_fold(cvo, b, plan, index, strategy)
-  return aggregate(cvo.train.model_dir)
+  summary = aggregate(cvo.train.model_dir)
+  if cvo.train.report:
+    report_lib.write(cvo.train.model_dir, b)
+  return summary
 
 
 def _stack(parts: list[predictions.Predictions]) -> predictions.Predictions:
@@ -288,9 +292,12 @@ def main_aggregate(argv):
     raise app.UsageError("usage: python -m ctdist.cv aggregate DIR")
   try:
     summary = aggregate(argv[2])
-  except (CVError, predictions.NoPredictionsError, options.NoOptionsError) as e:
+    report = report_lib.write(argv[2], report_lib.builder_of(argv[2]))
+  except (CVError, predictions.NoPredictionsError, options.NoOptionsError,
+          data_lib.DatasetNotBuiltError) as e:
     console.fail(e)
   print(render(summary))
+  print(f"report: {report}")
 
 
 if __name__ == "__main__":

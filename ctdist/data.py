@@ -309,6 +309,52 @@ def file_names(b, split: "str | Subset") -> np.ndarray:
       lambda ex: ex["file_name"]).as_numpy_iterator()], dtype=str)
 
 
+def leaked_count(b, split: "str | Subset") -> int:
+  """Examples of `split` flagged as copies of an earlier split's images."""
+  return int(sum(_records(b, split, 1, 0).map(lambda ex: tf.cast(ex["leaked"], tf.int32))
+                 .as_numpy_iterator()))
+
+
+def images_named(b, split: "str | Subset", image_size: int, names) -> dict[str, np.ndarray]:
+  """{file name: resized image} of the examples of `split` named in `names`; raises
+  KeyError naming those the split does not hold."""
+  wanted = set(names)
+  found = {}
+  for ex in _records(b, split, 1, 0).as_numpy_iterator():
+    name = ex["file_name"].decode()
+    if name in wanted:
+      found[name] = decode_and_resize(ex["image"], image_size).numpy()
+  missing = sorted(wanted - set(found))
+  if missing:
+    raise KeyError(f"{b.info.full_name} {split} has no {', '.join(missing[:5])}"
+                   + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+  return found
+
+
+class NoFindingsError(ValueError):
+  """The dataset records no finding boxes."""
+
+
+def annotated_examples(b, split: "str | Subset", image_size: int):
+  """(file name, resized image, label, finding boxes K x 4) of every example of `split`,
+  in `eval_dataset`'s order; the boxes are (ymin, xmin, ymax, xmax) fractions, none for
+  an image without a finding.
+
+  Raises:
+    NoFindingsError: the dataset has no `findings` feature.
+  """
+  if "findings" not in b.info.features:
+    raise NoFindingsError(
+        f"dataset {b.info.full_name} records no finding boxes (no 'findings' feature): "
+        "the pointing game needs tfds_ctscan/synthetic, whose boxes say where each "
+        "finding was drawn")
+  ds = _records(b, split, 1, 0).map(
+      lambda ex: (ex["file_name"], decode_and_resize(ex["image"], image_size),
+                  tf.cast(ex["label"], tf.int32), ex["findings"]))
+  for name, image, label, boxes in ds.as_numpy_iterator():
+    yield name.decode(), image, int(label), boxes.reshape(-1, 4)
+
+
 def shard_fingerprint(b, split: "str | Subset", num_shards: int, shard: int) -> tuple[int, str]:
   """(examples, SHA-1 of their file names) of one input shard, for logs: workers
   of a cluster must report different fingerprints."""

@@ -125,6 +125,27 @@ def with_interval(col: dict, key: str) -> str:
   return f"{value:.3f}" + (f" [{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "")
 
 
+def rows(class_names: list[str]) -> list[tuple]:
+  """The report's table rows: (label, path of the value in a column, path of its interval
+  under "intervals" or None); `cell_value` reads them."""
+  table = [("accuracy", ("accuracy",), ("accuracy",)),
+           ("macro F1", ("macro", "f1"), ("macro_f1",)),
+           ("weighted F1", ("weighted", "f1"), None),
+           ("macro ROC-AUC (one-vs-rest)", ("roc_auc_ovr_macro",), ("roc_auc_ovr_macro",)),
+           ("ECE (15 bins)", ("calibration", "ece_15_bins"), None),
+           ("Brier score", ("calibration", "brier"), None)]
+  for name in class_names:
+    table += [(f"{name} precision", ("per_class", name, "precision"), None),
+              (f"{name} recall", ("per_class", name, "recall"), ("recall", name)),
+              (f"{name} f1", ("per_class", name, "f1"), None)]
+  return table
+
+
+def cell_value(col: dict, path, iv_path) -> tuple:
+  """(value or None, interval dict or None) of one `rows` entry in a report column."""
+  return _get(col, path), iv_path and _get(col, ("intervals", *iv_path))
+
+
 def render(report: dict, class_names: list[str]) -> str:
   """Side-by-side table of the whole split and its leak-free subset; headline metrics
   with their 95 % intervals in brackets."""
@@ -141,17 +162,7 @@ def render(report: dict, class_names: list[str]) -> str:
            f"{'examples':{w}s}{a['num_examples']:>24d}{b['num_examples']:>24d}"]
   if "accuracy" not in a:
     return "\n".join(lines)
-  rows = [("accuracy", ("accuracy",), ("accuracy",)),
-          ("macro F1", ("macro", "f1"), ("macro_f1",)),
-          ("weighted F1", ("weighted", "f1"), None),
-          ("macro ROC-AUC (one-vs-rest)", ("roc_auc_ovr_macro",), ("roc_auc_ovr_macro",)),
-          ("ECE (15 bins)", ("calibration", "ece_15_bins"), None),
-          ("Brier score", ("calibration", "brier"), None)]
-  for name in class_names:
-    rows += [(f"{name} precision", ("per_class", name, "precision"), None),
-             (f"{name} recall", ("per_class", name, "recall"), ("recall", name)),
-             (f"{name} f1", ("per_class", name, "f1"), None)]
-  for label, path, iv_path in rows:
+  for label, path, iv_path in rows(class_names):
     lines.append(f"{label:{w}s}" + "".join(
         cell(_get(col, path), iv_path and _get(col, ("intervals", *iv_path)))
         for col in (a, b)))

@@ -69,6 +69,8 @@ class Options:
       False, "After training, fit a softmax temperature on the validation split and store "
       "it in model.keras (see python -m ctdist.calibrate).")
   export: bool = option(True, "Also export a SavedModel for serving.")
+  report: bool = option(True, "Write report.html when training ends (python -m "
+                        "ctdist.report writes it again).")
 
 
 def from_flat(**values) -> Options:
@@ -91,7 +93,7 @@ def save(opts: Options, model_dir: str) -> None:
 RESUMABLE = frozenset({
     "model_dir", "data_dir", "manual_dir", "strategy", "tpu", "steps_per_loop",
     "log_every_steps", "checkpoint_every_steps", "jit_compile", "cache", "cache_dir",
-    "eval_split", "export", "calibrate"})
+    "eval_split", "export", "calibrate", "report"})
 
 
 class ResumeError(ValueError):

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 
 from absl import app
 from absl import flags
@@ -28,11 +29,13 @@ from ctdist import data as data_lib
 from ctdist import evaluate as evaluate_lib
 from ctdist import faults
 from ctdist import files
+from ctdist import hardware
 from ctdist import loop
 from ctdist import metrics
 from ctdist import model as model_lib
 from ctdist import options
 from ctdist import plots
+from ctdist import report as report_lib
 from ctdist import strategy as strategy_lib
 from tfds_ctscan import layout
 from tfds_ctscan import scan
@@ -99,6 +102,7 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   """
   # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
   strategy = strategy or strategy_lib.make_strategy(opts.strategy, opts.tpu)
+  started = time.monotonic()
   keras.utils.set_random_seed(opts.seed)  # Python, NumPy, TensorFlow and Keras seeds
   if opts.deterministic:
     # Fixed seeds alone do not repeat a run: multi-threaded kernels sum in any order.
@@ -155,7 +159,8 @@ def run(opts: options.Options, strategy: tf.distribute.Strategy | None = None) -
   return _finish(opts, strategy, model, b, history, chief, valid_split,
                  {"strategy": type(strategy).__name__, "replicas": replicas,
                   "workers": plan.input_pipelines, "precision": precision,
-                  "global_batch": opts.batch_size})
+                  "global_batch": opts.batch_size, "hardware": hardware.machine(),
+                  "train_seconds": time.monotonic() - started})
 
 
 def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> dict:
@@ -176,13 +181,17 @@ def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> 
     calibrate_lib.write(inference, calibration, out, opts.export)
     logging.info("calibrated (python -m ctdist.calibrate re-fits):\n%s",
                  calibrate_lib.render(calibration, opts.eval_split))
+  started = time.monotonic()
   report = evaluate_lib.evaluate(inference, b, opts.eval_split, out)
+  run_info = {**run_info, "evaluate_seconds": time.monotonic() - started}
   result = {"run": run_info, "history_last": history[-1] if history else None,
             opts.eval_split: report}
   if calibration:
     result["calibration"] = calibration
   files.write_json(os.path.join(out, "metrics.json"), result)
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
+  if opts.report:
+    report_lib.write(out, b)
   logging.info("%s accuracy: %s (leak-free %s, %d leaked excluded); outputs in %s",
                opts.eval_split, metrics.with_interval(report["all"], "accuracy"),
                metrics.with_interval(report["leak_free"], "accuracy"),

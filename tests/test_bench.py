@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ctdist import bench
 from ctdist import bench_lib
+from ctdist import hardware
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_input_compares_pipeline_with_notebook_generator(tmp_path, kaggle_dir):
   assert any("ImageDataGenerator" in n for n in names)
   assert all(r["images_per_sec"] > 0 for r in result["results"])
   assert set(result["ratios"]) == {"steady_vs_notebook", "first_vs_notebook"}
-  _check({"benchmark": "input", "machine": bench.machine(), **result})
+  _check({"benchmark": "input", "machine": hardware.machine(), **result})
 
 
 def test_step_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir):
@@ -58,7 +58,7 @@ def test_step_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir
     # The share of step time lost to input: none when the pipeline keeps up.
     assert 0 <= r["input_bound_fraction"] < 1
     assert (r["input_bound_fraction"] > 0) == (r["pipeline_vs_constant"] < 1)
-  _check({"benchmark": "step", "machine": bench.machine(), **result})
+  _check({"benchmark": "step", "machine": hardware.machine(), **result})
 
 
 @pytest.mark.parametrize("key,asked,values", [
@@ -80,7 +80,7 @@ def test_variants_report_both_or_the_reason(tmp_path, small_data_dir, key, asked
                                 / result["results"][0]["pipeline_images_per_sec"])
   if key == "augmentation":  # the share of the step's time augmentation takes
     assert result["ratios"]["head_augmentation_share_of_step"] == pytest.approx(1 - ratio)
-  _check({"benchmark": "variants", "machine": bench.machine(), **result})
+  _check({"benchmark": "variants", "machine": hardware.machine(), **result})
 
 
 def test_scaling_cli_one_vs_two_replicas(tmp_path, small_data_dir):
@@ -117,4 +117,4 @@ def test_build_times_the_tfds_build(tmp_path, kaggle_dir):
   on_disk = sum(1 for p in (kaggle_dir / "Data").rglob("*") if p.is_file())
   assert result["config"]["images"] == on_disk
   assert result["results"][0]["images_per_sec"] > 0
-  _check({"benchmark": "build", "machine": bench.machine(), **result})
+  _check({"benchmark": "build", "machine": hardware.machine(), **result})

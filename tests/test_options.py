@@ -31,7 +31,9 @@ TRAIN_FLAGS = {
     # added by issue 11
     "cache", "cache_dir",
     # added by issue 12
-    "calibrate", "subset_file"}
+    "calibrate", "subset_file",
+    # added by issue 13
+    "report"}
 BENCH_FLAGS = {
     "json", "folder", "data_dir", "dataset", "image_size", "batch_size", "strategy",
     "precision", "phases", "finetune_layers", "steps", "warmup", "repeats",

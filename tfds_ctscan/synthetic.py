@@ -9,6 +9,7 @@ vessels and noise. The class is a finding a CNN can learn:
 """
 
 import io
+import json
 import pathlib
 
 from absl import app
@@ -32,6 +33,8 @@ KAGGLE_COUNTS = {
 # Share of "normal" images in valid and test that are copies of train images,
 # as in the real release, so leak-aware evaluation has something to find.
 LEAK_FRACTION = 0.15
+# Written beside Data/: where each image's finding was drawn.
+FINDINGS_FILE = "findings.json"
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
@@ -51,8 +54,9 @@ def _window(shape, cy, cx, r):
   return slice(y0, y1), slice(x0, x1)
 
 
-def _paint_disc(img, mask, cy, cx, r, value, inner=1.0, lobes=None):
-  """Sets pixels of a disc (optionally lobulated, limited to `mask`) to `value`."""
+def _paint_disc(img, mask, cy, cx, r, value, inner=1.0, lobes=None, painted=None):
+  """Sets pixels of a disc (optionally lobulated, limited to `mask`) to `value`; marks
+  them in the boolean image `painted` when given."""
   win = _window(img.shape, cy, cx, r * 1.2)
   yy, xx = (a.astype(np.float32) for a in np.ogrid[win[0], win[1]])
   d = _ellipse(yy, xx, cy, cx, r, r)
@@ -61,11 +65,30 @@ def _paint_disc(img, mask, cy, cx, r, value, inner=1.0, lobes=None):
   if mask is not None:
     sel &= mask[win]
   img[win][sel] = value
+  if painted is not None:
+    painted[win] |= sel
+
+
+def _box(painted: np.ndarray) -> tuple[float, float, float, float] | None:
+  """(ymin, xmin, ymax, xmax) of the marked pixels' edges, as fractions of the image
+  (TFDS's BBox convention, which a resize that does not keep the aspect preserves)."""
+  rows, cols = np.flatnonzero(painted.any(1)), np.flatnonzero(painted.any(0))
+  if not rows.size:
+    return None
+  h, w = painted.shape
+  return (rows[0] / h, cols[0] / w, (rows[-1] + 1) / h, (cols[-1] + 1) / w)
 
 
 def slice_image(label: str, rng: np.random.Generator, height: int, width: int
                 ) -> np.ndarray:
   """Returns one synthetic H x W uint8 grayscale slice showing `label`'s finding."""
+  return slice_with_finding(label, rng, height, width)[0]
+
+
+def slice_with_finding(label: str, rng: np.random.Generator, height: int, width: int
+                       ) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
+  """`slice_image`, and the box of the finding's pixels ((ymin, xmin, ymax, xmax), as
+  fractions of the image; None for `normal`): where a model should look."""
   if label not in layout.CLASS_NAMES:
     raise ValueError(f"unknown label {label!r}; expected one of {layout.CLASS_NAMES}")
   yy, xx = (a.astype(np.float32) for a in np.ogrid[0:height, 0:width])
@@ -96,6 +119,7 @@ def slice_image(label: str, rng: np.random.Generator, height: int, width: int
     _paint_disc(img, lung_mask, ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t),
                 vr, 105)
   ly, lx, lry, lrx, side = lungs[rng.integers(2)]
+  finding = np.zeros(img.shape, bool)
   # Sizes are fractions of the slice: every finding spans at least ~5 pixels at the
   # 32 px demo resolution (a 0.08 radius is 2.6 px there), where vessels blur away.
   if label == "adenocarcinoma":
@@ -104,7 +128,7 @@ def slice_image(label: str, rng: np.random.Generator, height: int, width: int
     r, t = rng.uniform(0.1, 0.45), rng.uniform(0, 2 * np.pi)
     ny, nx = ly + r * lry * np.sin(t), lx + r * lrx * np.cos(t)
     nr = rng.uniform(0.08, 0.1) * scale
-    _paint_disc(img, lung_mask, ny, nx, nr, 80)  # ground-glass halo
+    _paint_disc(img, lung_mask, ny, nx, nr, 80, painted=finding)  # ground-glass halo
     _paint_disc(img, lung_mask, ny, nx, nr, 185, inner=0.36)  # bright solid core
   elif label == "large_cell_carcinoma":
     r, t = rng.uniform(0.3, 0.5), rng.uniform(0, 2 * np.pi)
@@ -112,15 +136,15 @@ def slice_image(label: str, rng: np.random.Generator, height: int, width: int
     n_lobes, phase = int(rng.integers(3, 6)), rng.uniform(0, 6)
     lobes = lambda y, x: 1 + 0.15 * np.sin(n_lobes * np.arctan2(y - my, x - mx) + phase)
     _paint_disc(img, lung_mask, my, mx, rng.uniform(0.12, 0.15) * scale, 138,
-                lobes=lobes)
+                lobes=lobes, painted=finding)
   elif label == "squamous_cell_carcinoma":
     hy = ly + rng.uniform(-0.1, 0.15) * lry
     hx = lx - side * lrx * rng.uniform(0.45, 0.6)  # medial edge: the hilum
     mr = rng.uniform(0.095, 0.115) * scale
-    _paint_disc(img, None, hy, hx, mr, 135)
+    _paint_disc(img, None, hy, hx, mr, 135, painted=finding)
     _paint_disc(img, None, hy + rng.normal(0, 0.08) * mr, hx, 0.5 * mr, 10)  # cavity
   img += rng.normal(0, 6, img.shape).astype(np.float32)
-  return np.clip(img, 0, 255).astype(np.uint8)
+  return np.clip(img, 0, 255).astype(np.uint8), _box(finding)
 
 
 def encode(gray: np.ndarray, variant: int) -> tuple[bytes, str]:
@@ -150,12 +174,24 @@ def _image_rng(seed: int, split: str, label: str, index: int) -> np.random.Gener
 
 
 def _write_image(folder: pathlib.Path, rng: np.random.Generator, label: str, index: int,
-                 size_range: tuple[int, int]) -> str:
-  """Draws, encodes and writes one slice; returns its file name."""
+                 size_range: tuple[int, int]) -> tuple[str, tuple | None]:
+  """Draws, encodes and writes one slice; returns its file name and finding box."""
   h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
-  payload, ext = encode(slice_image(label, rng, h, w), int(rng.integers(10)))
+  gray, box = slice_with_finding(label, rng, h, w)
+  payload, ext = encode(gray, int(rng.integers(10)))
   (folder / f"{index:04d}{ext}").write_bytes(payload)
-  return f"{index:04d}{ext}"
+  return f"{index:04d}{ext}", box
+
+
+def read_findings(data_root: pathlib.Path | str) -> dict[str, tuple]:
+  """The finding boxes `write_kaggle_layout` recorded beside `data_root` (Data/): {file
+  name relative to Data/: (ymin, xmin, ymax, xmax)}; files without a finding are absent."""
+  path = pathlib.Path(data_root).parent / FINDINGS_FILE
+  try:
+    return {name: tuple(box) for name, box in json.loads(path.read_text()).items()}
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path} not found: the finding boxes are written by "
+                            "tfds_ctscan.synthetic.write_kaggle_layout") from None
 
 
 def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
@@ -173,7 +209,8 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
       count. Every image has its own random stream, so the bytes do not depend on it.
 
   Returns:
-    The path of the `Data/` folder.
+    The path of the `Data/` folder; beside it FINDINGS_FILE holds the box of each
+    image's finding (`read_findings`).
   """
   counts = counts or KAGGLE_COUNTS
   data = pathlib.Path(out_dir) / "Data"
@@ -188,8 +225,12 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
           leak_slots.append((folder, i))
         else:
           jobs.append((split, folder, _image_rng(seed, split, label, i), label, i))
-  names = list(parallel.ordered_map(lambda job: _write_image(*job[1:], size_range), jobs,
-                                    threads))
+  written = list(parallel.ordered_map(lambda job: _write_image(*job[1:], size_range), jobs,
+                                      threads))
+  names = [name for name, _ in written]
+  boxes = {f"{folder.relative_to(data).as_posix()}/{name}": [float(v) for v in box]
+           for (_, folder, *_), (name, box) in zip(jobs, written) if box is not None}
+  (data.parent / FINDINGS_FILE).write_text(json.dumps(boxes, indent=0, sort_keys=True))
   # Copies of train "normal" images, as the real release has in valid and test.
   train_normals = [folder / name for (split, folder, _, label, _), name in zip(jobs, names)
                    if split == "train" and label == "normal"]

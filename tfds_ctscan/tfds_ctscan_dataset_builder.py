@@ -31,8 +31,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
       CtScanConfig(name="kaggle",
                    description="The Kaggle release, read from --manual_dir."),
-      CtScanConfig(name="synthetic", seed=0, version="1.2.0",
+      CtScanConfig(name="synthetic", seed=0, version="1.3.0",
                    release_notes={
+                       "1.3.0": "Each finding's box stored (`findings`); the same images.",
                        "1.2.0": "Every image drawn from its own random stream "
                                 "(generated on all cores); new draws.",
                        "1.1.0": "Findings redrawn larger, visible at 32 px.",
@@ -54,15 +55,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """
 
   def _info(self) -> tfds.core.DatasetInfo:
+    features = {
+        "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
+        "label": tfds.features.ClassLabel(names=list(layout.CLASS_NAMES)),
+        "file_name": tfds.features.Text(),
+        "leaked": tfds.features.Scalar(
+            dtype=np.bool_, doc="An exact or near copy of an image in an earlier split."),
+    }
+    if self.builder_config.name == "synthetic":  # the Kaggle release has no annotations
+      features["findings"] = tfds.features.Sequence(
+          tfds.features.BBoxFeature(doc="Where the finding was drawn; none for normal."))
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=list(layout.CLASS_NAMES)),
-            "file_name": tfds.features.Text(),
-            "leaked": tfds.features.Scalar(
-                dtype=np.bool_,
-                doc="An exact or near copy of an image in an earlier split."),
-        }),
+        features=tfds.features.FeaturesDict(features),
         supervised_keys=("image", "label"),
         homepage=f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}",
     )
@@ -75,6 +79,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       out = tempfile.mkdtemp(prefix="tfds_ctscan_synthetic_")
       atexit.register(shutil.rmtree, out, ignore_errors=True)
       data_root = synthetic.write_kaggle_layout(out, seed=self.builder_config.seed)
+      self._findings = synthetic.read_findings(data_root)
     else:
       data_root = layout.find_data_root(_kaggle_folder(dl_manager))
     # Decoded once: the scan writes each image's pixels as PNG while it hashes them.
@@ -90,12 +95,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     chosen = [(r, leaked) for r, leaked in zip(result.records, result.leaked)
               if r.file.split == split]
     for record, leaked in chosen:
-      yield record.file.rel_name, {
+      example = {
           "image": record.encoded.read_bytes(),
           "label": record.file.label,
           "file_name": record.file.rel_name,
           "leaked": leaked,
       }
+      if self.builder_config.name == "synthetic":
+        box = self._findings.get(record.file.rel_name)
+        example["findings"] = [] if box is None else [tfds.features.BBox(*box)]
+      yield record.file.rel_name, example
 
 
 def _has_kaggle_credentials() -> bool:

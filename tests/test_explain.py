@@ -1,0 +1,143 @@
+"""Grad-CAM: it points at planted evidence, passes Adebayo et al.'s sanity checks
+(re-initialised top layers and other inputs change the map; a little noise does not), and
+`python -m ctdist.explain` works on ctdist models at 32 and 224 px."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+from PIL import Image
+import pytest
+
+from ctdist import gradcam
+from ctdist import model as model_lib
+from ctdist import pointing
+from ctdist import sanity
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COLOURS = ["red", "green", "blue"]
+SIDE = 6  # the planted square's side, pixels of 32
+
+
+def _squares(seed: int, n: int):
+  """Grey noise with one bright square per image in the channel of its class: the
+  evidence, and its box, are known without the model."""
+  rng = np.random.default_rng(seed)
+  x = np.clip(rng.normal(100, 12, (n, 32, 32, 3)), 0, 255).astype(np.float32)
+  y = rng.integers(0, 3, n)
+  boxes = []
+  for i in range(n):
+    cy, cx = (int(v) for v in rng.integers(SIDE // 2, 32 - SIDE // 2, 2))
+    y0, x0 = cy - SIDE // 2, cx - SIDE // 2
+    x[i, y0:y0 + SIDE, x0:x0 + SIDE, y[i]] = 250
+    boxes.append(np.array([[y0 / 32, x0 / 32, (y0 + SIDE) / 32, (x0 + SIDE) / 32]]))
+  return x, y, boxes
+
+
+@pytest.fixture(scope="module")
+def toy():
+  """A small CNN laid out as ctdist's (a nested convolutional base, then a head and the
+  labelled softmax), trained to tell the squares' colours."""
+  keras.utils.set_random_seed(0)
+  inp = keras.Input((32, 32, 3))
+  h = keras.layers.Rescaling(1 / 255)(inp)
+  for i, filters in enumerate((16, 32)):
+    h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(h)
+  base = keras.Model(inp, h, name="base")
+  image = keras.Input((32, 32, 3), name="image")
+  z = keras.layers.GlobalAveragePooling2D(name="gap")(base(image))
+  z = keras.layers.Dense(32, activation="tanh", name="fc")(z)
+  z = keras.layers.Dense(3, name="logits")(z)
+  model = keras.Model(image, model_lib.LabeledSoftmax(COLOURS, name="probabilities")(z))
+  model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+  x, y, _ = _squares(0, 512)
+  model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+  x, y, boxes = _squares(100, 64)
+  ex = gradcam.Explainer(model, gradcam.choose_layer(model))
+  cams, probs, explained = ex.maps(x)
+  assert (probs.argmax(1) == y).mean() >= 0.9  # the checks below need a model that learned
+  return {"model": model, "ex": ex, "x": x, "y": y, "boxes": boxes, "cams": cams,
+          "explained": explained}
+
+
+def test_the_default_layer_is_the_deepest_map_and_the_predicted_class_is_explained(toy):
+  assert toy["ex"].layer == gradcam.Layer(("base", "conv1"), 32, 32)
+  np.testing.assert_array_equal(toy["explained"], toy["ex"].maps(toy["x"])[1].argmax(1))
+  assert toy["cams"].shape == (64, 32, 32)
+  assert toy["cams"].min() >= 0 and np.allclose(toy["cams"].max((1, 2)), 1)
+
+
+def test_maps_point_at_the_planted_square(toy):
+  result = pointing.score(toy["cams"], toy["boxes"], toy["y"], COLOURS)
+  assert result["chance"] == pytest.approx((SIDE / 32) ** 2)
+  for name, c in result["per_class"].items():
+    assert c["share"] >= 0.9, (name, c)
+  # Another class's map of the same image is not the square's: explaining green on a red
+  # square points elsewhere most of the time.
+  other = toy["ex"].maps(toy["x"], (toy["y"] + 1) % 3)[0]
+  assert pointing.score(other, toy["boxes"], toy["y"], COLOURS)["share"] <= 0.5
+
+
+def test_randomised_top_layers_change_the_map(toy):
+  """Cascading model randomisation: the head and the explained convolution re-initialised."""
+  noisy = np.clip(toy["x"] + np.random.default_rng(1).normal(0, 2, toy["x"].shape), 0, 255)
+  self_similarity = sanity.median_similarity(toy["cams"], toy["ex"].maps(noisy)[0])
+  assert self_similarity >= 0.9
+  layers = sanity.top_layers(toy["model"], 2) + ["base/conv1"]
+  assert layers == ["fc", "logits", "base/conv1"]
+  random_model = sanity.randomized_copy(toy["model"], layers)
+  random_maps = gradcam.Explainer(random_model, toy["ex"].layer).maps(
+      toy["x"], toy["explained"])[0]
+  randomised = sanity.median_similarity(toy["cams"], random_maps)
+  assert randomised <= 0.5 and randomised <= self_similarity - 0.4, (randomised,
+                                                                     self_similarity)
+
+
+def test_the_map_depends_on_the_input(toy):
+  # Each image's map against the next image's: other squares, other maps.
+  across = sanity.median_similarity(toy["cams"], np.roll(toy["cams"], 1, axis=0))
+  assert across <= 0.5, across
+
+
+def test_rank_correlation_by_hand():
+  assert sanity.rank_correlation(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 40])) == 1
+  assert sanity.rank_correlation(np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1])) == -1
+  # Spearman of (1,2,3,4) and (1,3,2,4): 1 - 6 * (0+1+1+0) / (4 * 15) = 0.8
+  assert sanity.rank_correlation(np.array([1, 2, 3, 4]), np.array([1, 3, 2, 4])) == (
+      pytest.approx(0.8))
+  assert sanity.rank_correlation(np.zeros(4), np.zeros(4)) == 1
+  assert sanity.rank_correlation(np.zeros(4), np.arange(4)) == 0
+
+
+def test_pointing_game_by_hand():
+  cam = np.zeros((2, 10, 10))
+  cam[0, 2, 3] = 1  # peak at pixel centre (0.25, 0.35)
+  cam[1, 9, 9] = 1  # (0.95, 0.95)
+  box = np.array([[0.2, 0.3, 0.4, 0.5]])  # 0.2 x 0.2 = 0.04 of the image
+  result = pointing.score(cam, [box, box], np.array([0, 1]), ["a", "b"])
+  assert (result["hits"], result["images"], result["chance"]) == (1, 2, pytest.approx(0.04))
+  assert result["per_class"] == {"a": {"images": 1, "hits": 1, "share": 1.0,
+                                       "chance": pytest.approx(0.04)},
+                                 "b": {"images": 1, "hits": 0, "share": 0.0,
+                                       "chance": pytest.approx(0.04)}}
+
+
+def test_a_model_without_a_convolution_is_refused():
+  inp = keras.Input((8, 8, 3))
+  out = keras.layers.Dense(2)(keras.layers.Flatten()(inp))
+  with pytest.raises(gradcam.NoFeatureMapError, match="no convolutional layer"):
+    gradcam.choose_layer(keras.Model(inp, out, name="flat"))
+
+
+def test_the_resnet_layer_follows_the_image_size():
+  small = model_lib.build_model(32, COLOURS, weights="none")
+  assert gradcam.choose_layer(small) == gradcam.Layer(("resnet50", "conv3_block4_out"), 4, 4)
+  big = model_lib.build_model(224, COLOURS, weights="none")
+  assert gradcam.choose_layer(big) == gradcam.Layer(("resnet50", "conv5_block3_out"), 7, 7)
+  assert gradcam.choose_layer(big, "conv4_block6_out").height == 14
+  with pytest.raises(gradcam.NoFeatureMapError, match="--layer='fc1'"):
+    gradcam.choose_layer(big, "fc1")
