@@ -19,7 +19,8 @@ install: $(VENV)/.installed
 
 # Write + audit a synthetic Kaggle-layout folder; train (which builds tfds_ctscan/synthetic,
 # the same 1,000 images, on first use, and ends with the test split's table, whole and
-# leak-free; `ctdist.evaluate` re-scores any split); classify two images.
+# leak-free; `ctdist.evaluate` re-scores any split; report.html); classify two images,
+# show where the model looked (Grad-CAM) and score that against the drawn findings.
 demo: $(VENV)/.installed
 	$(PY) -m tfds_ctscan.synthetic $(RUN_DIR)/files
 	$(PY) -m tfds_ctscan.audit $(RUN_DIR)/files --json=$(RUN_DIR)/audit.json
@@ -27,6 +28,11 @@ demo: $(VENV)/.installed
 	$(PY) -m ctdist.predict --model=$(RUN_DIR)/model/model.keras \
 	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
 	  "$(RUN_DIR)/files/Data/test/normal/0020.png"
+	$(PY) -m ctdist.explain --model=$(RUN_DIR)/model/model.keras \
+	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
+	  "$(RUN_DIR)/files/Data/test/normal/0020.png"
+	$(PY) -m ctdist.explain --model=$(RUN_DIR)/model/model.keras --pointing_game
+	@echo "report: $(RUN_DIR)/model/report.html"
 
 # Lint (ruff.toml), then two pytest workers: while one traces a graph (one core), the
 # other computes.

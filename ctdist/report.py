@@ -30,7 +30,6 @@ from ctdist import predictions
 
 FILENAME = "report.html"
 GALLERY = 24  # misclassified images shown, most confident mistakes first
-SECTIONS = ("run", "data", "training", "metrics", "confusion", "calibration", "gallery")
 
 
 def _read(path: str, default=None):

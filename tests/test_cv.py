@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from ctdist import model  # noqa: F401  registers ctdist's layers for load_model
 from tfds_ctscan import synthetic
+import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COUNTS = {
@@ -111,6 +112,11 @@ def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data,
     np.testing.assert_allclose(e["probabilities"],
                                np.mean([b[e["file_name"]] for b in by_file], axis=0), atol=1e-7)
   assert "ensemble of 3 fold models on test: accuracy" in done.stdout
+  # The cv report: every section; one figure per image the ensemble got wrong.
+  page = pages.check_self_contained((out / "report.html").read_text())
+  assert page.figures == sum(
+      1 for e in ensemble["examples"] if int(np.argmax(e["probabilities"])) != e["label"])
+  assert all((out / f"repeat0_fold{k}" / "report.html").exists() for k in range(3))
   # Each fold validated on its own inner part, not on the dataset's valid split.
   for k in range(3):
     inner = json.loads((out / f"repeat0_fold{k}" / "subset.json").read_text())["valid"]["files"]

@@ -13,6 +13,8 @@ import pytest
 
 from ctdist import console
 from ctdist import predict
+from ctdist import report
+import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Native and absl notices a user should not see without -v.
@@ -138,3 +140,23 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
                                   f"{run}/files/Data/test/normal/0020.png"]
   assert all(r[1] in ("adenocarcinoma", "large_cell_carcinoma", "normal",
                       "squamous_cell_carcinoma") for r in rows)
+  # Grad-CAM of the same two images, then the pointing game on the test split: it scores
+  # the test images that have a finding (all but the 54 normal ones) and that the model
+  # got right, as predictions_test.json (written by the evaluation) counts them.
+  explained = json.loads((run / "model" / "explain" / "explain.json").read_text())
+  assert [r["file"] for r in explained["images"]] == [r[0] for r in rows]
+  assert all(os.path.exists(r["files"]["overlay"]) for r in explained["images"])
+  game = json.loads((run / "model" / "explain" / "pointing_game_test.json").read_text())
+  scored = json.loads((run / "model" / "predictions_test.json").read_text())
+  normal = scored["class_names"].index("normal")
+  right = sum(1 for e in scored["examples"] if e["label"] != normal
+              and max(range(4), key=lambda k: e["probabilities"][k]) == e["label"])
+  assert (game["examples"], game["without_finding"], game["images"]) == (315, 54, right)
+  assert game["layer"] == "resnet50/conv3_block4_out" and game["map_size"] == [4, 4]
+  # Chance = mean box area / image area: a finding covers a few % of a slice (0.034 measured).
+  assert 0.01 < game["chance"] < 0.1
+  assert f"{game['hits']}/{game['images']} peaks inside the finding's box" in done.stdout
+  page = pages.check_self_contained((run / "model" / "report.html").read_text())
+  assert page.figures == min(report.GALLERY, sum(
+      1 for e in scored["examples"]
+      if max(range(4), key=lambda k: e["probabilities"][k]) != e["label"]))

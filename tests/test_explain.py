@@ -141,3 +141,70 @@ def test_the_resnet_layer_follows_the_image_size():
   assert gradcam.choose_layer(big, "conv4_block6_out").height == 14
   with pytest.raises(gradcam.NoFeatureMapError, match="--layer='fc1'"):
     gradcam.choose_layer(big, "fc1")
+
+
+def _env():
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  return dict(env, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+
+
+def _run(module, *args, timeout=900):
+  return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
+                        env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_explain_cli_on_a_model_trained_at_224_px(tmp_path, small_data_dir):
+  run = tmp_path / "run"
+  done = _run("ctdist.train", f"--model_dir={run}", f"--data_dir={small_data_dir}",
+              "--dataset=tfds_ctscan/kaggle", "--weights=none", "--nofreeze_batchnorm",
+              "--image_size=224", "--batch_size=8", "--head_epochs=0",
+              "--finetune_epochs=1", "--finetune_layers=5", "--noexport", "--noreport")
+  assert done.returncode == 0, done.stderr[-3000:]
+  manual = pathlib.Path(small_data_dir).parent / "manual" / "Data" / "test"
+  images = sorted(manual.glob("*/*"))[:2]
+  bad = tmp_path / "notes.png"
+  bad.write_text("not an image")
+  out = tmp_path / "explained"
+  done = _run("ctdist.explain", f"--model={run / 'model.keras'}", *images, bad,
+              f"--out={out}")
+  assert done.returncode == 1, done.stderr[-3000:]  # the bad file, named; the others done
+  assert f"{bad}: ERROR" in done.stdout
+  report = json.loads((out / "explain.json").read_text())
+  assert report["layer"] == "resnet50/conv5_block3_out" and report["map_size"] == [7, 7]
+  for path, result in zip(images, report["images"]):
+    assert result["file"] == str(path)
+    assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert result["explained"] == result["predicted"]
+    for kind in ("input", "heatmap", "overlay"):
+      picture = Image.open(result["files"][kind])
+      assert picture.size == (224, 224), (kind, picture.size)
+  # The input written is the model's input: the file resized to 224 x 224.
+  source = np.asarray(Image.open(images[0]).convert("RGB").resize((224, 224), Image.BILINEAR),
+                      np.float32)
+  written = np.asarray(Image.open(report["images"][0]["files"]["input"]), np.float32)
+  assert np.abs(source - written).mean() < 8  # resampling filters differ a little
+  done = _run("ctdist.explain", f"--model={run / 'model.keras'}", images[0], "--class=normal",
+              f"--out={out / 'normal'}")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert json.loads((out / "normal" / "explain.json").read_text())["images"][0][
+      "explained"] == "normal"
+  done = _run("ctdist.explain", f"--model={run / 'model.keras'}", images[0], "--class=cyst")
+  assert done.returncode == 2
+  assert "--class='cyst'; expected one of" in done.stderr
+  # The Kaggle release has no finding boxes: the pointing game says what it needs.
+  done = _run("ctdist.explain", f"--model={run / 'model.keras'}", "--pointing_game")
+  assert done.returncode == 2
+  assert "records no finding boxes" in done.stderr and "tfds_ctscan/synthetic" in done.stderr
+
+
+def test_explain_cli_refuses_a_model_without_a_convolution(tmp_path):
+  inp = keras.Input((8, 8, 3))
+  out = keras.layers.Dense(2)(keras.layers.Flatten()(inp))
+  path = tmp_path / "flat.keras"
+  keras.Model(inp, out, name="flat").save(path)
+  image = tmp_path / "x.png"
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+  done = _run("ctdist.explain", f"--model={path}", image, timeout=300)
+  assert done.returncode == 2
+  assert "error: model 'flat' has no convolutional layer" in done.stderr

@@ -305,3 +305,40 @@ def test_build_decodes_each_image_once(kaggle_dir, tmp_path, monkeypatch):
   on_disk = sorted(str(p) for p in (kaggle_dir / "Data").rglob("*") if p.is_file())
   assert sorted(decoded) == on_disk
   assert len(examples) == len(on_disk)
+
+
+@pytest.mark.parametrize("label", ["adenocarcinoma", "large_cell_carcinoma",
+                                   "squamous_cell_carcinoma"])
+def test_finding_box_holds_the_pixels_the_finding_changed(label):
+  """The same random stream drawn as `normal` takes the same draws up to the finding:
+  the pixels that differ by far more than the noise (6 grey levels) are the finding's,
+  and they must lie in its box."""
+  for seed in range(5):
+    image, box = synthetic.slice_with_finding(label, np.random.default_rng(seed), 300, 360)
+    plain, none = synthetic.slice_with_finding("normal", np.random.default_rng(seed), 300, 360)
+    assert none is None
+    rows, cols = np.nonzero(np.abs(image.astype(int) - plain.astype(int)) > 50)
+    assert len(rows) > 30, (label, seed)
+    y0, x0, y1, x1 = box[0] * 300, box[1] * 360, box[2] * 300, box[3] * 360
+    assert (rows >= y0 - 1).all() and (rows < y1 + 1).all(), (label, seed)
+    assert (cols >= x0 - 1).all() and (cols < x1 + 1).all(), (label, seed)
+    if label != "squamous_cell_carcinoma":  # that mass lies partly on the body: no contrast
+      assert np.ptp(rows) >= 0.6 * (y1 - y0) and np.ptp(cols) >= 0.6 * (x1 - x0)
+
+
+def test_write_kaggle_layout_records_a_box_for_each_finding(tmp_path):
+  data = synthetic.write_kaggle_layout(tmp_path, seed=3, counts={
+      "train": {"normal": 3, "adenocarcinoma": 2},
+      "test": {"normal": 7, "large_cell_carcinoma": 1, "squamous_cell_carcinoma": 1}},
+      size_range=(40, 64))
+  boxes = synthetic.read_findings(data)
+  assert all((data / name).is_file() for name in boxes)
+  assert sorted(name.rsplit(".", 1)[0] for name in boxes) == [
+      "test/large.cell.carcinoma/0000", "test/squamous.cell.carcinoma/0000",
+      "train/adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib/0000",
+      "train/adenocarcinoma_left.lower.lobe_T2_N0_M0_Ib/0001"]
+  for ymin, xmin, ymax, xmax in boxes.values():
+    assert 0 <= ymin < ymax <= 1 and 0 <= xmin < xmax <= 1
+  (tmp_path / synthetic.FINDINGS_FILE).unlink()
+  with pytest.raises(FileNotFoundError, match="findings.json not found"):
+    synthetic.read_findings(data)
