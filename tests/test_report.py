@@ -1,0 +1,98 @@
+"""report.html of a training run: written when training ends, self-contained, and in a
+real browser (headless Chromium) every section shows and every image loads."""
+
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from ctdist import options
+from ctdist import report
+from ctdist import train
+import pages
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# CI installs Chromium (.ci/run) and sets this: there a missing browser fails the test.
+REQUIRED = os.environ.get("CTDIST_REQUIRE_BROWSER") == "1"
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
+  out = tmp_path_factory.mktemp("report") / "run"
+  train.run(options.from_flat(
+      model_dir=str(out), dataset="tfds_ctscan/kaggle", data_dir=small_data_dir,
+      image_size=32, batch_size=4, head_epochs=0, finetune_epochs=1, finetune_layers=5,
+      weights="none", export=False))
+  return out
+
+
+def _misclassified(run_dir) -> list[str]:
+  examples = json.loads((run_dir / "predictions_test.json").read_text())["examples"]
+  names = json.loads((run_dir / "predictions_test.json").read_text())["class_names"]
+  return [e["file_name"] for e in examples
+          if names[int(np.argmax(e["probabilities"]))] != names[e["label"]]]
+
+
+def test_training_writes_a_self_contained_report(run_dir):
+  text = (run_dir / "report.html").read_text()
+  page = pages.check_self_contained(text)
+  wrong = _misclassified(run_dir)
+  assert wrong, "the fixture's one-epoch model should get some of 13 test images wrong"
+  # One figure per misclassified image (fewer than report.GALLERY here), each named.
+  assert page.figures == len(wrong)
+  for name in wrong:
+    assert name in text
+  metrics = json.loads((run_dir / "metrics.json").read_text())
+  assert f"{metrics['test']['all']['accuracy']:.3f}" in text
+  assert "hardware" in text and metrics["run"]["hardware"]["cpu_cores"] == os.cpu_count()
+  assert metrics["run"]["train_seconds"] > 0 and metrics["run"]["evaluate_seconds"] > 0
+
+
+def test_report_cli_rewrites_it_with_a_smaller_gallery(run_dir, tmp_path):
+  copy = tmp_path / "run"
+  shutil.copytree(run_dir, copy)
+  (copy / "report.html").unlink()
+  path = report.write(str(copy), report.builder_of(str(copy)), limit=1)
+  page = pages.check_self_contained(pathlib.Path(path).read_text())
+  assert page.figures == 1
+
+
+def test_a_folder_without_a_finished_run_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match=f"{tmp_path}/metrics.json not found"):
+    report.run_report(str(tmp_path))
+
+
+@pytest.mark.skipif(not CHROMIUM and not REQUIRED,
+                    reason="no chromium: apt-get install -y chromium (CI installs it)")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+  from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  assert CHROMIUM, "chromium not found: apt-get install -y chromium"
+  shot = tmp_path / "report.png"
+  with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    try:
+      page = browser.new_page(viewport={"width": 1280, "height": 800})
+      page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
+          ("file:", "data:")) else route.continue_())  # nothing from a network
+      page.goto((run_dir / "report.html").as_uri())
+      shown = page.evaluate("""() => Array.from(document.querySelectorAll('section'))
+          .filter(s => s.getBoundingClientRect().height > 20).map(s => s.id)""")
+      broken = page.evaluate("""() => Array.from(document.images)
+          .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)""")
+      count = page.evaluate("() => document.images.length")
+      page.screenshot(path=str(shot), full_page=True)
+    finally:
+      browser.close()
+  missing = [s for s in pages.SECTIONS if s not in shown]
+  assert not missing, f"sections not shown: {missing}"
+  assert not broken, f"images that did not load: {broken}"
+  assert count == len(pages.Page((run_dir / "report.html").read_text()).images)
+  pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
+  assert pixels.shape[0] > 1500  # the whole page, not one screen
+  assert pixels.std() > 20, "the screenshot is blank"
+  # Dark pixels (text, figures) cover a real share of the page.
+  assert (pixels < 128).mean() > 0.02
