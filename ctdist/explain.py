@@ -1,7 +1,9 @@
-"""Grad-CAM of a trained model: where it looked, per image, or the pointing game.
+"""Where a trained model looked: Grad-CAM (or occlusion) per image, or the pointing game
+against the synthetic findings' boxes.
 
 Run: python -m ctdist.explain --model=runs/demo/model/model.keras IMAGE [IMAGE ...] --out=DIR
      python -m ctdist.explain --model=runs/demo/model/model.keras --pointing_game
+     python -m ctdist.explain --model=... --pointing_game --method=occlusion   (the check)
 """
 
 # First: sets TensorFlow's C++ log level before TensorFlow loads.
@@ -22,21 +24,42 @@ from ctdist import evaluate as evaluate_lib
 from ctdist import files
 from ctdist import gradcam
 from ctdist import model as model_lib
+from ctdist import occlusion
 from ctdist import options
 from ctdist import overlay
 from ctdist import pointing
 from tfds_ctscan import images as images_lib
 
 BATCH = 32
+METHODS = ("gradcam", "occlusion")
 
 
-def explainer(model: keras.Model, layer: str | None = None,
-              min_size: int = gradcam.MIN_MAP_SIZE) -> gradcam.Explainer:
-  """Grad-CAM of `model` at `layer` (default: `gradcam.choose_layer`'s)."""
+def explainer(model: keras.Model, method: str = "gradcam", layer: str | None = None,
+              min_size: int = gradcam.MIN_MAP_SIZE):
+  """Grad-CAM of `model` at `layer` (default: `gradcam.choose_layer`'s), or its
+  occlusion sensitivity; either has `.maps(images, classes)`."""
+  if method == "occlusion":
+    return occlusion.Occluder(model)
+  if method != "gradcam":
+    raise ValueError(f"--method={method!r}; expected one of {METHODS}")
   return gradcam.Explainer(model, gradcam.choose_layer(model, layer, min_size))
 
 
-def explain_files(ex: gradcam.Explainer, paths: list[str], out_dir: str,
+def describe(ex) -> dict:
+  """What a map was computed from: {method, layer and map size} or {method, patch}."""
+  if isinstance(ex, occlusion.Occluder):
+    return {"method": "occlusion", "patch": ex.patch, "stride": ex.stride}
+  return {"method": "gradcam", "layer": ex.layer.name,
+          "map_size": [ex.layer.height, ex.layer.width]}
+
+
+def describe_text(d: dict) -> str:
+  if d["method"] == "occlusion":
+    return f"occlusion ({d['patch']} px squares every {d['stride']} px)"
+  return f"Grad-CAM at {d['layer']} ({d['map_size'][0]}x{d['map_size'][1]} map)"
+
+
+def explain_files(ex, paths: list[str], out_dir: str,
                   class_name: str | None = None) -> list[dict]:
   """Writes <stem>_input.png, <stem>_heatmap.png and <stem>_overlay.png per image into
   `out_dir` and returns one result per path: the explained class, probabilities, the
@@ -76,9 +99,9 @@ def explain_files(ex: gradcam.Explainer, paths: list[str], out_dir: str,
   return results
 
 
-def pointing_game(ex: gradcam.Explainer, b, split: str = "test") -> dict:
+def pointing_game(ex, b, split: str = "test") -> dict:
   """The pointing game on `split`'s correctly classified images that have a finding box;
-  the result names the layer, its map size and how many images were left out."""
+  the result names the method (`describe`) and how many images were left out."""
   class_names = evaluate_lib.check_classes(ex.model, b)
   size = int(ex.model.input_shape[1])
   kept_cams, kept_boxes, kept_labels = [], [], []
@@ -109,8 +132,7 @@ def pointing_game(ex: gradcam.Explainer, b, split: str = "test") -> dict:
     flush()
   result = pointing.score(np.array(kept_cams), kept_boxes, np.array(kept_labels),
                           class_names)
-  return {"dataset": b.info.full_name, "split": split, "layer": ex.layer.name,
-          "map_size": [ex.layer.height, ex.layer.width], "image_size": size,
+  return {"dataset": b.info.full_name, "split": split, **describe(ex), "image_size": size,
           **counts, **result}
 
 
@@ -122,7 +144,7 @@ def render(results: list[dict]) -> str:
       continue
     p = r["probabilities"]
     lines.append(f"{r['file']}: predicted {r['predicted']} ({p[r['predicted']]:.3f}); "
-                 f"map of {r['explained']} -> {r['files']['overlay']}"
+                 f"{r['explained']}'s map -> {r['files']['overlay']}"
                  + ("  (empty map: nothing raised this class's score)"
                     if r["empty_map"] else ""))
   return "\n".join(lines)
@@ -133,7 +155,9 @@ def _define_flags():
   flags.DEFINE_string("out", None, "Folder for the pictures and explain.json "
                       "(default: explain/ beside the model).")
   flags.DEFINE_string("class", None, "Class to explain (default: the predicted one).")
-  flags.DEFINE_string("layer", None, "Layer to explain, e.g. conv5_block3_out (default: "
+  flags.DEFINE_enum("method", "gradcam", METHODS, "gradcam, or occlusion (slow, model-"
+                    "agnostic: the probability drop when a square is covered).")
+  flags.DEFINE_string("layer", None, "Grad-CAM layer, e.g. conv5_block3_out (default: "
                       "the deepest with a map of at least --min_map_size a side).")
   flags.DEFINE_integer("min_map_size", gradcam.MIN_MAP_SIZE,
                        "Smallest map side the default layer may have.", lower_bound=1)
@@ -165,14 +189,14 @@ def main(argv):
   out = f.out or os.path.join(model_dir, "explain")
   model = keras.saving.load_model(f.model, safe_mode=True)
   try:
-    ex = explainer(model, f.layer, f.min_map_size)
+    ex = explainer(model, f.method, f.layer, f.min_map_size)
     if f.pointing_game:
       result = pointing_game(ex, _builder(model_dir, f.dataset, f.data_dir), f.split)
       tf.io.gfile.makedirs(out)
-      files.write_json(os.path.join(out, f"pointing_game_{f.split}.json"), result)
-      print(f"{result['dataset']} {f.split}, Grad-CAM at {result['layer']} "
-            f"({result['map_size'][0]}x{result['map_size'][1]} map, {result['image_size']} "
-            f"px input); {result['misclassified']} misclassified and "
+      suffix = "" if f.method == "gradcam" else f"_{f.method}"
+      files.write_json(os.path.join(out, f"pointing_game_{f.split}{suffix}.json"), result)
+      print(f"{result['dataset']} {f.split}, {describe_text(result)}, "
+            f"{result['image_size']} px input; {result['misclassified']} misclassified and "
             f"{result['without_finding']} without a finding left out")
       print(pointing.render(result))
       return
@@ -182,9 +206,8 @@ def main(argv):
           options.OptionsFileError, ValueError) as e:
     console.fail(e)
   files.write_json(os.path.join(out, "explain.json"),
-                   {"model": f.model, "layer": ex.layer.name,
-                    "map_size": [ex.layer.height, ex.layer.width], "images": results})
-  print(f"Grad-CAM at {ex.layer.name} ({ex.layer.height}x{ex.layer.width} map)")
+                   {"model": f.model, **describe(ex), "images": results})
+  print(describe_text(describe(ex)))
   print(render(results))
   if any("error" in r for r in results):
     sys.exit(1)

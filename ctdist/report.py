@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctdist import data as data_lib
+from ctdist import explain
 from ctdist import gradcam
 from ctdist import html
 from ctdist import metrics
@@ -205,12 +206,32 @@ def run_report(model_dir: str, b=None, limit: int = GALLERY) -> str:
   sections.append(html.section("confusion", "Confusion matrices", confusion))
   sections.append(html.section("calibration", "Calibration", _calibration(
       model_dir, split, report, result.get("calibration"))))
-  body = gallery([_model(model_dir)], p, b, limit) if b else (
-      '<p class="warn">dataset not available: no images</p>')
+  if b:
+    model = _model(model_dir)
+    body = _pointing(model, b, split) + gallery([model], p, b, limit)
+  else:
+    body = '<p class="warn">dataset not available: no images</p>'
   sections.append(html.section("gallery", f"Misclassified {split} images", body))
   return html.page(f"ctdist run: {model_dir}", f"{opts.get('dataset')} \u00b7 {split} "
                    f"accuracy {metrics.with_interval(report['all'], 'accuracy')}, leak-free "
                    f"{metrics.with_interval(report['leak_free'], 'accuracy')}", sections)
+
+
+def _pointing(model: keras.Model, b, split: str) -> str:
+  """The pointing game's line where the dataset records its findings' boxes."""
+  if "findings" not in b.info.features:
+    return ""
+  r = explain.pointing_game(explain.explainer(model), b, split)
+  iv = r.get("interval")
+  return (f"<p><b>Pointing game</b> (where the findings were drawn): the Grad-CAM peak "
+          f"falls inside the finding's box for {r['hits']} of {r['images']} correctly "
+          f"classified {html.esc(split)} images with a finding = {r['share']:.3f}"
+          + (f" [{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "")
+          + f"; chance (box area / image area) {r['chance']:.3f}. Per class: "
+          + html.esc(", ".join(f"{k} {c['hits']}/{c['images']}"
+                               for k, c in r["per_class"].items()))
+          + ". <span class=\"note\">python -m ctdist.explain --pointing_game "
+          "--method=occlusion checks it without gradients.</span></p>")
 
 
 def _calibration(model_dir, split, report, fitted) -> str:

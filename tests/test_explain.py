@@ -15,6 +15,7 @@ import pytest
 
 from ctdist import gradcam
 from ctdist import model as model_lib
+from ctdist import occlusion
 from ctdist import pointing
 from ctdist import sanity
 
@@ -80,6 +81,15 @@ def test_maps_point_at_the_planted_square(toy):
   # square points elsewhere most of the time.
   other = toy["ex"].maps(toy["x"], (toy["y"] + 1) % 3)[0]
   assert pointing.score(other, toy["boxes"], toy["y"], COLOURS)["share"] <= 0.5
+
+
+def test_occlusion_points_at_the_planted_square_too(toy):
+  occluder = occlusion.Occluder(toy["model"])
+  assert (occluder.patch, occluder.stride) == (6, 2)  # 3/16 of 32 px, a third apart
+  maps, probs, explained = occluder.maps(toy["x"][:24])
+  np.testing.assert_array_equal(explained, probs.argmax(1))
+  result = pointing.score(maps, toy["boxes"][:24], toy["y"][:24], COLOURS)
+  assert result["share"] >= 0.9, result
 
 
 def test_randomised_top_layers_change_the_map(toy):

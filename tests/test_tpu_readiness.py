@@ -257,7 +257,10 @@ def test_notebook_is_valid_and_uses_only_existing_flags():
   for i, cell in enumerate(code):
     compile(_kernel_python(cell), f"cell {i}", "exec")
   assert "files.upload()" in code[-1] and "-m ctdist.predict" in code[-1]
-  for module in ("ctdist.train", "ctdist.evaluate", "ctdist.predict", "tfds_ctscan.audit"):
+  # The upload cell shows each image's Grad-CAM overlay, as ctdist.explain names it.
+  assert "-m ctdist.explain" in code[-1] and "_overlay.png" in code[-1]
+  for module in ("ctdist.train", "ctdist.evaluate", "ctdist.predict", "ctdist.explain",
+                 "tfds_ctscan.audit"):
     known = _help_flags(module)
     assert known, module
     for cell in code:
@@ -268,7 +271,7 @@ def test_notebook_is_valid_and_uses_only_existing_flags():
 
 
 NOTEBOOK_COMMANDS = re.compile(r"(pip install |git clone |python -m (ctdist\.(train|evaluate|"
-                               r"predict)|tfds_ctscan\.audit) )")
+                               r"predict|explain)|tfds_ctscan\.audit) )")
 
 
 def test_notebook_shell_steps_are_known_and_checked():
@@ -280,7 +283,7 @@ def test_notebook_shell_steps_are_known_and_checked():
     for step in steps:
       assert NOTEBOOK_COMMANDS.match(step), step
     if any(s.startswith(("pip install", "python -m ctdist.train", "python -m ctdist.evaluate",
-                         "python -m tfds_ctscan")) for s in steps):
+                         "python -m ctdist.explain", "python -m tfds_ctscan")) for s in steps):
       assert re.search(r"^if _exit_code:.*\n  raise SystemExit\(", cell, re.MULTILINE), cell
 
 
