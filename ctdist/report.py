@@ -24,7 +24,6 @@ from ctdist import explain
 from ctdist import gradcam
 from ctdist import html
 from ctdist import metrics
-from ctdist import model  # noqa: F401  (registers its layers: model.keras loads)
 from ctdist import options
 from ctdist import overlay
 from ctdist import predictions
