@@ -109,7 +109,8 @@ def pointing_game(ex, b, split: str = "test") -> dict:
   batch = []
 
   def flush():
-    cams, probs, _ = ex.maps(np.stack([image for _, image, _, _ in batch]))
+    # At the map's own resolution: a box's fractions apply to it as to the image.
+    cams, probs, _ = ex.maps(np.stack([image for _, image, _, _ in batch]), upsampled=False)
     for (_, _, label, boxes), cam, p in zip(batch, cams, probs):
       if int(p.argmax()) != label:
         counts["misclassified"] += 1

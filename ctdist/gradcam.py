@@ -79,9 +79,13 @@ def choose_layer(model: keras.Model, name: str | None = None,
 
 
 def _final_softmax(model: keras.Model) -> bool:
+  """Whether the last layer is a softmax alone (ctdist's LabeledSoftmax, an Activation):
+  its input is then the logits. A Dense layer with a softmax activation is explained
+  through its output, the probability."""
   last = model.layers[-1]
   activation = getattr(last, "activation", None)
-  return activation is not None and getattr(activation, "__name__", "") == "softmax"
+  return (isinstance(last, keras.layers.Activation)
+          and getattr(activation, "__name__", "") == "softmax")
 
 
 class Explainer:
@@ -144,12 +148,14 @@ class Explainer:
     cam = tf.nn.relu(tf.reduce_sum(alpha * features, -1))
     return cam, tf.cast(probs, tf.float32), target
 
-  def maps(self, images: np.ndarray, classes=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def maps(self, images: np.ndarray, classes=None, upsampled: bool = True
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grad-CAM of `images` (N x H x W x 3, raw 0-255 at the model's size).
 
     Args:
       images: the model's inputs.
       classes: a class index per image to explain; None (or -1): the predicted class.
+      upsampled: maps at the input's size (bilinear); False: at the layer's (h x w).
 
     Returns:
       (maps N x H x W in [0, 1], each scaled by its maximum (all 0 when no feature raised
@@ -162,18 +168,25 @@ class Explainer:
     classes = np.full(len(images), -1) if classes is None else np.asarray(classes)
     cam, probs, target = self._maps(tf.constant(images, tf.float32),
                                     tf.constant(classes, tf.int32))
-    return upsample(cam.numpy(), self._size), probs.numpy(), target.numpy()
+    cam = cam.numpy()
+    return (upsample(cam, self._size) if upsampled else normalise(cam), probs.numpy(),
+            target.numpy())
+
+
+def normalise(cam: np.ndarray) -> np.ndarray:
+  """N maps, each divided by its maximum (an all-zero map stays 0)."""
+  top = cam.reshape(len(cam), -1).max(1)[:, None, None]
+  return np.where(top > 0, cam / np.maximum(top, 1e-30), 0.0)
 
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """N x h x w maps -> N x H x W, bilinear (pixel centres aligned), each divided by its
-  maximum."""
-  big = tf.image.resize(cam[..., None], size, method="bilinear").numpy()[..., 0]
-  peak = big.reshape(len(big), -1).max(1)
-  return np.where(peak[:, None, None] > 0, big / np.maximum(peak, 1e-30)[:, None, None], 0.0)
+  """N x h x w maps -> N x H x W, bilinear (pixel centres aligned), normalised."""
+  return normalise(tf.image.resize(cam[..., None], size, method="bilinear").numpy()[..., 0])
 
 
 def peak(cam: np.ndarray) -> tuple[float, float]:
-  """(y, x) of a map's maximum, the centre of its pixel as a fraction of the image."""
-  r, c = np.unravel_index(int(np.argmax(cam)), cam.shape)
-  return (r + 0.5) / cam.shape[0], (c + 0.5) / cam.shape[1]
+  """(y, x) of a map's maximum as fractions of the map: the centre of the pixels that
+  reach it (a map upsampled from a coarser one has flat maxima; their first pixel would
+  pull every peak to the top left)."""
+  rows, cols = np.nonzero(cam >= cam.max())
+  return (rows.mean() + 0.5) / cam.shape[0], (cols.mean() + 0.5) / cam.shape[1]

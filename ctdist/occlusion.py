@@ -21,15 +21,23 @@ class Occluder:
   def __init__(self, model: keras.Model, batch: int = 256):
     self.model = model
     self._size = int(model.input_shape[1])
+    if model.input_shape[2] != self._size:
+      raise ValueError(f"input shape {model.input_shape}: occlusion needs square images")
     self.patch, self.stride = window(self._size)
     self._batch = batch
     self._forward = tf.function(lambda x: model(x, training=False))
 
-  def maps(self, images: np.ndarray, classes=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def maps(self, images: np.ndarray, classes=None, upsampled: bool = True
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(maps N x H x W in [0, 1], probabilities N x classes, explained class per image),
-    like `gradcam.Explainer.maps`: each map is the class probability's mean drop over the
-    squares covering a pixel (rises clipped to 0), divided by its maximum."""
+    like `gradcam.Explainer.maps` (classes None or -1: the predicted one; the maps are
+    at the input's size either way): each map is the class probability's mean drop over
+    the squares covering a pixel (rises clipped to 0), divided by its maximum."""
+    del upsampled  # occlusion maps are made at the input's size
     images = np.asarray(images, np.float32)
+    if images.ndim != 4 or images.shape[1:3] != (self._size, self._size):
+      raise ValueError(f"images of shape {images.shape}; expected N x {self._size} x "
+                       f"{self._size} x 3 (the model's input)")
     p, s, n = self.patch, self.stride, self._size
     starts = list(range(0, n - p + 1, s))
     if starts[-1] != n - p:
@@ -37,7 +45,9 @@ class Occluder:
     positions = [(y, x) for y in starts for x in starts]
     probs = np.concatenate([self._forward(images[i:i + self._batch]).numpy()
                             for i in range(0, len(images), self._batch)])
-    target = probs.argmax(1) if classes is None else np.asarray(classes)
+    target = probs.argmax(1)
+    if classes is not None:
+      target = np.where(np.asarray(classes) < 0, target, classes)
     out = np.zeros((len(images), n, n))
     for i, image in enumerate(images):
       covered = np.repeat(image[None], len(positions), 0)

@@ -194,7 +194,8 @@ def run_report(model_dir: str, b=None, limit: int = GALLERY) -> str:
                         f"{h['images_per_sec']:.1f}"] for h in history])
   sections.append(html.section("training", "Training", (
       f'<div class="figures">{html.image(curves, "training curves")}</div>' if curves
-      else "") + epochs))
+      else "") + (epochs if history else
+                  '<p class="warn">history.json is missing or empty: no epoch to show</p>')))
   sections.append(html.section("metrics", f"Metrics on {split}", (
       f"<p>{report['num_leaked']} leaked copies excluded from the leak-free column."
       + (f" Softmax temperature {report['temperature']:.3f}." if report.get("temperature", 1)
@@ -202,7 +203,8 @@ def run_report(model_dir: str, b=None, limit: int = GALLERY) -> str:
   confusion = "".join(confusion_table(report[c]["confusion_matrix"], class_names, t)
                       for c, t in (("all", "all"), ("leak_free", "leak-free"))
                       if "confusion_matrix" in report[c])
-  sections.append(html.section("confusion", "Confusion matrices", confusion))
+  sections.append(html.section("confusion", "Confusion matrices", confusion or (
+      '<p class="warn">no confusion matrix: the split has no labelled example</p>')))
   sections.append(html.section("calibration", "Calibration", _calibration(
       model_dir, split, report, result.get("calibration"))))
   if b:
@@ -220,13 +222,17 @@ def _pointing(model: keras.Model, b, split: str) -> str:
   """The pointing game's line where the dataset records its findings' boxes."""
   if "findings" not in b.info.features:
     return ""
-  r = explain.pointing_game(explain.explainer(model), b, split)
+  try:
+    r = explain.pointing_game(explain.explainer(model), b, split)
+  except ValueError as e:  # no correctly classified image with a finding
+    return f"<p><b>Pointing game</b>: not played ({html.esc(e)}).</p>"
   iv = r.get("interval")
   return (f"<p><b>Pointing game</b> (where the findings were drawn): the Grad-CAM peak "
           f"falls inside the finding's box for {r['hits']} of {r['images']} correctly "
           f"classified {html.esc(split)} images with a finding = {r['share']:.3f}"
           + (f" [{iv['low']:.3f}, {iv['high']:.3f}]" if iv else "")
-          + f"; chance (box area / image area) {r['chance']:.3f}. Per class: "
+          + f"; chance (share of the map's cells touching the box) {r['chance']:.3f}. "
+          f"Per class: "
           + html.esc(", ".join(f"{k} {c['hits']}/{c['images']}"
                                for k, c in r["per_class"].items()))
           + ". <span class=\"note\">python -m ctdist.explain --pointing_game "
@@ -291,7 +297,7 @@ def cv_report(root: str, b=None, limit: int = GALLERY) -> str:
     body += (f"<h3>Out-of-fold predictions (repeat {r}): every pool image scored by the "
              "model that did not train on it</h3>"
              + metrics_table(oof, class_names, ("all",), ("out-of-fold",)))
-  body += (f"<h3>Ensemble of the {len(folds)} fold models on {split}</h3>"
+  body += (f"<h3>Ensemble of the {len(folds)} fold models on {html.esc(split)}</h3>"
            + metrics_table(summary["ensemble"], class_names))
   sections.append(html.section("metrics", "Metrics", body))
   confusion = "".join(confusion_table(m["all"]["confusion_matrix"], class_names, t)
@@ -301,7 +307,8 @@ def cv_report(root: str, b=None, limit: int = GALLERY) -> str:
   sections.append(html.section("confusion", "Confusion matrices", confusion))
   cal = summary["ensemble"]["all"].get("calibration", {})
   sections.append(html.section("calibration", "Calibration", (
-      f"<p>Ensemble on {split}: ECE (15 bins) {_fmt(cal.get('ece_15_bins'))}, Brier score "
+      f"<p>Ensemble on {html.esc(split)}: ECE (15 bins) {_fmt(cal.get('ece_15_bins'))}, "
+      "Brier score "
       f"{_fmt(cal.get('brier'))}.</p>")))
   body = gallery([_model(os.path.join(root, f)) for f in folds], ensemble, b, limit) if b \
       else '<p class="warn">dataset not available: no images</p>'

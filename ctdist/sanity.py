@@ -34,9 +34,10 @@ def top_layers(model: keras.Model, count: int) -> list[str]:
 
 def randomized_copy(model: keras.Model, layer_names: list[str], seed: int = 0
                     ) -> keras.Model:
-  """A copy of `model` whose `layer_names` ("fc1", or "resnet50/conv5_block3_3_conv"
-  inside a nested model) get new random weights (Glorot-uniform kernels, normal(0, 0.1)
-  biases and scales: nonzero even where the model started at zero)."""
+  """A copy of `model` (which is left as it is) whose `layer_names` ("fc1", or
+  "resnet50/conv5_block3_3_conv" inside a nested model) get new random trainable weights
+  (Glorot-uniform kernels, normal(0, 0.1) biases and scales: nonzero even where the model
+  started at zero)."""
   copy = keras.models.clone_model(model)
   copy.set_weights(model.get_weights())
   rng = np.random.default_rng(seed)
@@ -44,10 +45,11 @@ def randomized_copy(model: keras.Model, layer_names: list[str], seed: int = 0
     layer = copy
     for part in name.split("/"):
       layer = layer.get_layer(part)
-    for w in layer.weights:
+    for w in layer.trainable_weights:  # not BatchNorm's moving statistics
       shape = tuple(w.shape)
-      if len(shape) >= 2:
-        fan_in, fan_out = int(np.prod(shape[:-1])), shape[-1]
+      if len(shape) >= 2:  # a kernel: its receptive field counts on both sides
+        field = int(np.prod(shape[:-2]))
+        fan_in, fan_out = field * shape[-2], field * shape[-1]
         limit = np.sqrt(6 / (fan_in + fan_out))
         w.assign(rng.uniform(-limit, limit, shape).astype(w.dtype))
       else:

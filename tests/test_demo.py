@@ -135,7 +135,8 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
   recalls = {n: c["recall"] for n, c in test["leak_free"]["per_class"].items()}
   assert min(recalls.values()) > 0.4, recalls
   # The two images the Makefile classifies, one row each, a class name in each.
-  rows = [line.split() for line in done.stdout.splitlines() if line.startswith(str(run))]
+  rows = [line.split() for line in done.stdout.splitlines() if line.startswith(str(run))
+          and not line.split()[0].endswith(":")]  # ctdist.explain's lines are "FILE: ..."
   assert [r[0] for r in rows] == [f"{run}/files/Data/test/large.cell.carcinoma/0000.png",
                                   f"{run}/files/Data/test/normal/0020.png"]
   assert all(r[1] in ("adenocarcinoma", "large_cell_carcinoma", "normal",
@@ -151,7 +152,10 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
   normal = scored["class_names"].index("normal")
   right = sum(1 for e in scored["examples"] if e["label"] != normal
               and max(range(4), key=lambda k: e["probabilities"][k]) == e["label"])
-  assert (game["examples"], game["without_finding"], game["images"]) == (315, 54, right)
+  assert (game["examples"], game["without_finding"]) == (315, 54)
+  assert game["images"] + game["misclassified"] == 315 - 54
+  # The game predicts again (other batches): a near tie may round the other way.
+  assert abs(game["images"] - right) <= 2, (game["images"], right)
   assert game["layer"] == "resnet50/conv3_block4_out" and game["map_size"] == [4, 4]
   # Chance = mean box area / image area: a finding covers a few % of a slice (0.034 measured).
   assert 0.01 < game["chance"] < 0.1

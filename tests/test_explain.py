@@ -86,8 +86,8 @@ def test_maps_point_at_the_planted_square(toy):
 def test_occlusion_points_at_the_planted_square_too(toy):
   occluder = occlusion.Occluder(toy["model"])
   assert (occluder.patch, occluder.stride) == (6, 2)  # 3/16 of 32 px, a third apart
-  maps, probs, explained = occluder.maps(toy["x"][:24])
-  np.testing.assert_array_equal(explained, probs.argmax(1))
+  maps, _, explained = occluder.maps(toy["x"][:24], toy["y"][:24])
+  np.testing.assert_array_equal(explained, toy["y"][:24])
   result = pointing.score(maps, toy["boxes"][:24], toy["y"][:24], COLOURS)
   assert result["share"] >= 0.9, result
 
@@ -99,7 +99,10 @@ def test_randomised_top_layers_change_the_map(toy):
   assert self_similarity >= 0.9
   layers = sanity.top_layers(toy["model"], 2) + ["base/conv1"]
   assert layers == ["fc", "logits", "base/conv1"]
+  before = [w.copy() for w in toy["model"].get_weights()]
   random_model = sanity.randomized_copy(toy["model"], layers)
+  for a, b in zip(before, toy["model"].get_weights()):  # the trained model is untouched
+    np.testing.assert_array_equal(a, b)
   random_maps = gradcam.Explainer(random_model, toy["ex"].layer).maps(
       toy["x"], toy["explained"])[0]
   randomised = sanity.median_similarity(toy["cams"], random_maps)
@@ -134,6 +137,38 @@ def test_pointing_game_by_hand():
                                        "chance": pytest.approx(0.04)},
                                  "b": {"images": 1, "hits": 0, "share": 0.0,
                                        "chance": pytest.approx(0.04)}}
+
+
+def test_a_coarse_map_is_scored_by_its_cells():
+  # A 4 x 4 map of a 32 px image: cells 8 px wide. The box (0.3-0.45 of each side)
+  # touches one cell, (1, 1): chance 1/16.
+  box = np.array([[0.3, 0.3, 0.45, 0.45]])
+  cam = np.zeros((2, 4, 4))
+  cam[0, 1, 1] = 1
+  cam[1, 0, 0] = 1
+  result = pointing.score(cam, [box, box], np.array([0, 0]), ["a"])
+  assert (result["hits"], result["chance"]) == (1, pytest.approx(1 / 16))
+  # An all-zero map points nowhere, even where the box would cover its first cell.
+  corner = np.array([[0.0, 0.0, 0.2, 0.2]])
+  assert pointing.score(np.zeros((1, 4, 4)), [corner], np.array([0]), ["a"])["hits"] == 0
+
+
+def test_the_peak_of_a_flat_maximum_is_its_centre():
+  cam = np.zeros((8, 8))
+  cam[0:4, 0:4] = 1  # an upsampled corner cell: a 4 x 4 plateau
+  assert gradcam.peak(cam) == (pytest.approx(2 / 8), pytest.approx(2 / 8))
+  cam = np.zeros((4, 4))
+  cam[2, 1] = 0.7
+  assert gradcam.peak(cam) == (pytest.approx(2.5 / 4), pytest.approx(1.5 / 4))
+
+
+def test_the_class_asked_for_is_the_one_explained(toy):
+  asked = (toy["y"] + 2) % 3
+  _, _, explained = toy["ex"].maps(toy["x"], asked)
+  np.testing.assert_array_equal(explained, asked)
+  mixed = np.where(np.arange(len(asked)) % 2 == 0, asked, -1)  # -1: the predicted class
+  _, probs, explained = toy["ex"].maps(toy["x"], mixed)
+  np.testing.assert_array_equal(explained, np.where(mixed < 0, probs.argmax(1), asked))
 
 
 def test_a_model_without_a_convolution_is_refused():
