@@ -127,10 +127,7 @@ def main(argv):
   try:
     # The run's own dataset and data_dir unless given (a run without options.json needs
     # --dataset).
-    saved = tf.io.gfile.exists(os.path.join(f.model_dir, options.FILENAME))
-    run = options.load(f.model_dir) if saved or f.dataset is None else None
-    dataset = f.dataset or run.dataset
-    data_dir = f.data_dir or (run.data_dir if run else None)
+    dataset, data_dir = options.run_dataset(f.model_dir, f.dataset, f.data_dir)
     b = data_lib.builder(dataset, data_dir)
     report = evaluate(model, b, f.split, f.model_dir, f.batch_size)
   except (data_lib.DatasetNotBuiltError, ClassMismatchError, options.NoOptionsError,

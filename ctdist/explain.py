@@ -28,7 +28,7 @@ from ctdist import occlusion
 from ctdist import options
 from ctdist import overlay
 from ctdist import pointing
-from tfds_ctscan import images as images_lib
+from ctdist import predict
 
 BATCH = 32
 METHODS = ("gradcam", "occlusion")
@@ -73,11 +73,10 @@ def explain_files(ex, paths: list[str], out_dir: str,
   results, stems = [], set()
   for path in paths:
     try:
-      pixels, _ = images_lib.read(path)
-    except (OSError, images_lib.ImageError) as e:
+      image = predict.read_input(path, size)
+    except predict.READ_ERRORS as e:
       results.append({"file": path, "error": str(e)})
       continue
-    image = data_lib.resize(pixels, size).numpy()
     target = None if class_name is None else [class_names.index(class_name)]
     cams, probs, explained = ex.maps(image[None], target)
     stem = pathlib.Path(path).stem
@@ -170,12 +169,6 @@ def _define_flags():
   flags.DEFINE_string("data_dir", None, "TFDS data_dir; default: the run's.")
 
 
-def _builder(model_dir: str, dataset: str | None, data_dir: str | None):
-  saved = tf.io.gfile.exists(os.path.join(model_dir, options.FILENAME))
-  run = options.load(model_dir) if saved or dataset is None else None
-  return data_lib.builder(dataset or run.dataset, data_dir or (run.data_dir if run else None))
-
-
 def main(argv):
   f = flags.FLAGS
   console.setup(f.verbosity)
@@ -192,7 +185,8 @@ def main(argv):
   try:
     ex = explainer(model, f.method, f.layer, f.min_map_size)
     if f.pointing_game:
-      result = pointing_game(ex, _builder(model_dir, f.dataset, f.data_dir), f.split)
+      b = data_lib.builder(*options.run_dataset(model_dir, f.dataset, f.data_dir))
+      result = pointing_game(ex, b, f.split)
       tf.io.gfile.makedirs(out)
       suffix = "" if f.method == "gradcam" else f"_{f.method}"
       files.write_json(os.path.join(out, f"pointing_game_{f.split}{suffix}.json"), result)

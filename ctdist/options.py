@@ -136,3 +136,16 @@ def load(model_dir: str) -> Options:
       return dataflags.from_dict(Options, json.load(f), path)
     except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
       raise OptionsFileError(f"{path}: {e}") from e
+
+
+def run_dataset(model_dir: str, dataset: str | None = None, data_dir: str | None = None
+                ) -> tuple[str, str | None]:
+  """(dataset, data_dir) of the run in `model_dir` (its options.json), each unless given;
+  a folder without options.json needs `dataset`.
+
+  Raises:
+    NoOptionsError: no options.json and no `dataset`.
+  """
+  saved = tf.io.gfile.exists(os.path.join(model_dir, FILENAME))
+  run = load(model_dir) if saved or dataset is None else None
+  return dataset or run.dataset, data_dir or (run.data_dir if run else None)

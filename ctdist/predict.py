@@ -25,6 +25,17 @@ def load(path: str) -> keras.Model:
   return keras.saving.load_model(path, safe_mode=True)
 
 
+# What an unreadable image file raises in `read_input`: the caller names the file and goes on.
+READ_ERRORS = (OSError, images.ImageError)
+
+
+def read_input(path: str, image_size: int) -> np.ndarray:
+  """An image file decoded by content (any PNG/JPEG, any mode) and resized as in
+  training: image_size x image_size x 3 uint8, the model's input."""
+  pixels, _ = images.read(path)
+  return data_lib.resize(pixels, image_size).numpy()
+
+
 def predict_files(model: keras.Model, paths: list[str]) -> list[dict]:
   """Returns one result per path: {file, label, probabilities} or {file, error}.
 
@@ -36,12 +47,11 @@ def predict_files(model: keras.Model, paths: list[str]) -> list[dict]:
   results = []
   for path in paths:
     try:
-      pixels, _ = images.read(path)
-    except (OSError, images.ImageError) as e:
+      image = read_input(path, size)
+    except READ_ERRORS as e:
       results.append({"file": path, "error": str(e)})
       continue
-    resized = tf.cast(data_lib.resize(pixels, size), tf.float32)[None]
-    probs = np.asarray(model(resized, training=False))[0]
+    probs = np.asarray(model(tf.cast(image, tf.float32)[None], training=False))[0]
     results.append({"file": path, "label": class_names[int(probs.argmax())],
                     "probabilities": {n: float(p) for n, p in zip(class_names, probs)}})
   return results

@@ -339,8 +339,7 @@ def builder_of(folder: str, dataset: str | None = None, data_dir: str | None = N
   if is_cv(folder):
     summary = _read(os.path.join(folder, "cv_summary.json"))
     folder = os.path.join(folder, summary["per_fold"][0]["fold"])
-  run = options.load(folder) if dataset is None else None
-  return data_lib.builder(dataset or run.dataset, data_dir or (run.data_dir if run else None))
+  return data_lib.builder(*options.run_dataset(folder, dataset, data_dir))
 
 
 def main(argv):
