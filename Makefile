@@ -25,13 +25,13 @@ demo: $(VENV)/.installed
 	$(PY) -m tfds_ctscan.synthetic $(RUN_DIR)/files
 	$(PY) -m tfds_ctscan.audit $(RUN_DIR)/files --json=$(RUN_DIR)/audit.json
 	$(PY) -m ctdist.train $(DEMO_FLAGS)
-	$(PY) -m ctdist.predict --model=$(RUN_DIR)/model/model.keras \
+	$(PY) -m ctdist.predict --model_dir=$(RUN_DIR)/model \
 	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
 	  "$(RUN_DIR)/files/Data/test/normal/0020.png"
-	$(PY) -m ctdist.explain --model=$(RUN_DIR)/model/model.keras \
+	$(PY) -m ctdist.explain --model_dir=$(RUN_DIR)/model \
 	  "$(RUN_DIR)/files/Data/test/large.cell.carcinoma/0000.png" \
 	  "$(RUN_DIR)/files/Data/test/normal/0020.png"
-	$(PY) -m ctdist.explain --model=$(RUN_DIR)/model/model.keras --pointing_game
+	$(PY) -m ctdist.explain --model_dir=$(RUN_DIR)/model --pointing_game
 	@echo "report: $(RUN_DIR)/model/report.html"
 
 # Lint (ruff.toml), then two pytest workers: while one traces a graph (one core), the

@@ -5,8 +5,10 @@ Run: python -m launch.local_cluster --workers=2 -- --model_dir=runs/cluster \
 
 Each worker gets its own TF_CONFIG on a free localhost port; their logs are
 streamed with a `[worker-i]` prefix. If a worker dies, the others are stopped
-and the exit code is non-zero, naming the lost worker. Re-running the same
-command resumes from the chief's checkpoint.
+and the exit code is non-zero, naming the lost worker: 2 when it stopped on a mistake in
+the flags (fix them; nothing to resume), 1 otherwise (re-running the same command resumes
+from the chief's checkpoint). A cluster that does not finish is stopped too: once one
+worker is done the others get --finish_grace seconds, and --timeout bounds the whole run.
 """
 
 import json
@@ -47,14 +49,23 @@ def _stream(proc: subprocess.Popen, prefix: str, out, seen: dict) -> None:
   for line in iter(proc.stdout.readline, ""):
     if PORT_TAKEN in line:
       seen["port_taken"] = True
+    if line.startswith("error: "):  # ctdist's one line on a user's mistake
+      seen.setdefault("error", line[len("error: "):].strip())
     out.write(f"{prefix} {line}")
     out.flush()
 
 
+# ctdist's exit status for a user's mistake (one `error:` line): retrying cannot help.
+USER_ERROR = 2
+
+
 def _run_once(num_workers: int, train_args: list[str], env: dict | None, python: str,
-              out, poll_s: float, grace_s: float) -> tuple[int | None, bool]:
-  """One cluster start: (index of the first failed worker or None, whether a port was
-  taken before the workers could bind it)."""
+              out, poll_s: float, grace_s: float, finish_grace_s: float,
+              timeout_s: float) -> tuple[int | None, int | None, bool, str | None]:
+  """One cluster start: (the first failed worker's exit status and index, or None twice;
+  whether a port was taken before the workers could bind it; a worker's `error:` line).
+  A worker still running `finish_grace_s` after another finished, or after `timeout_s`
+  in all (0: no limit), counts as failed (hung)."""
   ports = free_ports(num_workers)
   procs, threads, seen = [], [], {}
   for i in range(num_workers):
@@ -69,12 +80,25 @@ def _run_once(num_workers: int, train_args: list[str], env: dict | None, python:
     t.start()
     procs.append(proc)
     threads.append(t)
-  failed = None
+  failed, started, first_done, hung = None, time.monotonic(), None, None
   while failed is None and any(p.poll() is None for p in procs):
     for i, p in enumerate(procs):
       if p.poll() not in (None, 0):
         failed = i
         break
+    now = time.monotonic()
+    if first_done is None and any(p.poll() == 0 for p in procs):
+      first_done = now
+    running = [i for i, p in enumerate(procs) if p.poll() is None]
+    if failed is None and running and (
+        (first_done is not None and now - first_done > finish_grace_s)
+        or (timeout_s and now - started > timeout_s)):
+      failed = hung = running[0]
+      why = (f"{finish_grace_s:g} s after another worker finished" if first_done is not None
+             and now - first_done > finish_grace_s else f"after --timeout={timeout_s:g} s")
+      print(f"local_cluster: worker-{hung} (pid {procs[hung].pid}) still running {why}: "
+            "hung; stopping the cluster.", file=sys.stderr)
+      break
     time.sleep(poll_s)
   if failed is None:
     failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
@@ -91,17 +115,20 @@ def _run_once(num_workers: int, train_args: list[str], env: dict | None, python:
         p.wait()
   for t in threads:
     t.join(timeout=5)
-  if failed is not None:
+  if failed is not None and hung is None:
     code = procs[failed].returncode
     print(f"local_cluster: worker-{failed} (pid {procs[failed].pid}) exited with code "
           f"{code}; stopped the other workers.", file=sys.stderr)
-  return failed, bool(seen.get("port_taken"))
+  code = None if failed is None else (procs[failed].returncode if hung is None else 1)
+  return code, failed, bool(seen.get("port_taken")), seen.get("error")
 
 
 def launch(num_workers: int, train_args: list[str], env: dict | None = None,
            python: str = sys.executable, out=None, poll_s: float = 0.5,
-           grace_s: float = 10.0, port_attempts: int = 3) -> int:
-  """Runs the cluster to completion; returns 0 if every worker exited 0.
+           grace_s: float = 10.0, port_attempts: int = 3, finish_grace_s: float = 600.0,
+           timeout_s: float = 0.0) -> int:
+  """Runs the cluster to completion; returns 0 if every worker exited 0, 2 if one
+  stopped on a mistake in the flags, 1 otherwise.
 
   When one worker exits non-zero, the others cannot finish (their collectives
   wait for it): they are terminated and the lost worker is named on stderr. A start
@@ -110,10 +137,14 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
   """
   out = out or sys.stdout
   for attempt in range(1, port_attempts + 1):
-    failed, port_taken = _run_once(num_workers, train_args, env, python, out, poll_s,
-                                   grace_s)
+    code, failed, port_taken, error = _run_once(num_workers, train_args, env, python, out, poll_s,
+                                                grace_s, finish_grace_s, timeout_s)
     if failed is None:
       return 0
+    if code == USER_ERROR:
+      print(f"error: worker-{failed} stopped on a mistake in the flags: {error}; fix it "
+            "and run again", file=sys.stderr)
+      return USER_ERROR
     if not (port_taken and attempt < port_attempts):
       break
     print(f"local_cluster: a port was taken before a worker could bind it; starting "
@@ -127,9 +158,14 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
 def main(argv) -> int:
   """`python -m launch.local_cluster --workers=N -- TRAIN_FLAGS...`: absl keeps what
   follows `--` in argv, for ctdist.train."""
-  return launch(flags.FLAGS.workers, argv[1:])
+  return launch(flags.FLAGS.workers, argv[1:], finish_grace_s=flags.FLAGS.finish_grace,
+                timeout_s=flags.FLAGS.timeout)
 
 
 if __name__ == "__main__":
   flags.DEFINE_integer("workers", 2, "Number of worker processes.", lower_bound=1)
+  flags.DEFINE_float("finish_grace", 600.0, "Seconds the other workers get to finish once "
+                     "one has; then they count as hung and are stopped.", lower_bound=0)
+  flags.DEFINE_float("timeout", 0.0, "Stop the cluster after this many seconds (0: no "
+                     "limit).", lower_bound=0)
   app.run(main)

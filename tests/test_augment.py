@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctdist import augment
+from ctdist.config import training as training_config
+from ctdist.training import augment
 
-OFF = augment.AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0, flip=False)
+OFF = training_config.AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0, flip=False)
 
 
 def _images(n=3, h=24, w=20, seed=0):
@@ -31,7 +32,7 @@ def test_warp_matches_tensorflows_projective_transform():
 
 
 def test_random_transforms_stay_in_the_configured_ranges():
-  cfg = augment.AugmentConfig(rotation=20, zoom=0.1, shift=0.1)
+  cfg = training_config.AugmentConfig(rotation=20, zoom=0.1, shift=0.1)
   t = augment.affine_transforms(tf.constant([1, 2]), 4000, 32, 48, cfg).numpy()
   # A rotation times an isotropic zoom: no mirror, no shear, the same zoom on both axes.
   np.testing.assert_allclose(t[:, 4], t[:, 0], atol=1e-6)
@@ -52,9 +53,9 @@ def test_random_transforms_stay_in_the_configured_ranges():
 def test_all_off_is_the_identity_and_flip_mirrors_half():
   images = _images(n=400, h=8, w=6)
   np.testing.assert_array_equal(augment.augment(images, tf.constant([3, 4]), OFF), images)
-  params = augment.draw(tf.constant([3, 4]), images, augment.AugmentConfig())
+  params = augment.draw(tf.constant([3, 4]), images, training_config.AugmentConfig())
   np.testing.assert_array_equal(augment.apply(images, params, OFF), images)
-  flip = augment.AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0, flip=True)
+  flip = training_config.AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0, flip=True)
   out = augment.augment(images, tf.constant([3, 4]), flip).numpy()
   same = np.all(out == images.numpy(), axis=(1, 2, 3))
   mirrored = np.all(out == images.numpy()[:, :, ::-1], axis=(1, 2, 3))
@@ -64,7 +65,7 @@ def test_all_off_is_the_identity_and_flip_mirrors_half():
 
 def test_brightness_shifts_each_image_by_one_clipped_amount():
   images = tf.fill([200, 4, 4, 3], 100.0)
-  cfg = augment.AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0.2, flip=False)
+  cfg = training_config.AugmentConfig(rotation=0, zoom=0, shift=0, brightness=0.2, flip=False)
   out = augment.augment(images, tf.constant([5, 6]), cfg).numpy()
   per_image = out.reshape(200, -1)
   assert np.all(per_image.min(1) == per_image.max(1))  # one shift per image
@@ -76,7 +77,7 @@ def test_brightness_shifts_each_image_by_one_clipped_amount():
 
 
 def test_same_seed_same_images_other_step_other_images():
-  images, cfg = _images(), augment.AugmentConfig()
+  images, cfg = _images(), training_config.AugmentConfig()
   a = augment.augment(images, augment.step_seed(7, 0, 10, 0, 2), cfg)
   b = augment.augment(images, augment.step_seed(7, 0, 10, 0, 2), cfg)
   np.testing.assert_array_equal(a, b)
@@ -90,7 +91,7 @@ def test_same_seed_same_images_other_step_other_images():
 
 
 def test_compiles_with_xla_and_gives_the_same_images():
-  images, cfg = _images(), augment.AugmentConfig()
+  images, cfg = _images(), training_config.AugmentConfig()
   seed = augment.step_seed(7, 1, 3, 1, 2)
 
   def both(x, s):
@@ -107,4 +108,4 @@ def test_compiles_with_xla_and_gives_the_same_images():
                                          ("shift", 1.5), ("brightness", 1)])
 def test_out_of_range_settings_are_refused_by_name(name, value):
   with pytest.raises(ValueError, match=f"{name}={value}"):
-    augment.AugmentConfig(**{name: value})
+    training_config.AugmentConfig(**{name: value})

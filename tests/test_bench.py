@@ -7,8 +7,12 @@ import sys
 
 import pytest
 
-from ctdist import bench_lib
-from ctdist import hardware
+from ctdist.benchmarks import input_speed
+from ctdist.benchmarks import render
+from ctdist.benchmarks import steps
+from ctdist.config import bench as bench_config
+from ctdist.config import flagtree
+from ctdist.training import hardware
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -18,12 +22,12 @@ def _opts(tmp_path, data_dir, **kw):
               image_size=32, batch_size=4, strategy="cpu", precision="float32",
               phases=("head", "finetune"), finetune_layers=5, steps=2, warmup=1,
               repeats=1)
-  return bench_lib.BenchOptions(**{**base, **kw})
+  return flagtree.from_flat(bench_config.BenchOptions, {**base, **kw})
 
 
 def _check(report):
   """The report is JSON and its rendered table shows every result and ratio."""
-  text = bench_lib.render(report)
+  text = render.render(report)
   assert report["machine"]["tensorflow"] and report["machine"]["cpu_cores"] >= 1
   assert report["results"] and "config" in report
   json.dumps(report)
@@ -39,7 +43,7 @@ def _check(report):
 
 def test_input_compares_pipeline_with_notebook_generator(tmp_path, kaggle_dir):
   # `Data/` itself, as the builder accepts it (it once looked for Data/Data/train).
-  result = bench_lib.bench_input(_opts(tmp_path, str(tmp_path / "tfds"),
+  result = input_speed.bench_input(_opts(tmp_path, str(tmp_path / "tfds"),
                                        folder=str(kaggle_dir / "Data"), epochs=1))
   names = [r["name"] for r in result["results"]]
   assert any("ImageDataGenerator" in n for n in names)
@@ -49,7 +53,7 @@ def test_input_compares_pipeline_with_notebook_generator(tmp_path, kaggle_dir):
 
 
 def test_step_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir):
-  result = bench_lib.bench_step(_opts(tmp_path, small_data_dir))
+  result = steps.bench_step(_opts(tmp_path, small_data_dir))
   assert [r["phase"] for r in result["results"]] == ["head", "finetune"]
   for r in result["results"]:
     assert r["pipeline_images_per_sec"] > 0 and r["constant_batch_images_per_sec"] > 0
@@ -67,7 +71,7 @@ def test_step_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir
     ("jit_compile", [False, True], [False, True]),
     ("augmentation", [False, True], [False, True])])
 def test_variants_report_both_or_the_reason(tmp_path, small_data_dir, key, asked, values):
-  result = bench_lib.bench_variants(_opts(tmp_path, small_data_dir, phases=("head",)),
+  result = steps.bench_variants(_opts(tmp_path, small_data_dir, phases=("head",)),
                                     key, asked)
   # Both run on a CPU: bfloat16 kernels exist, and XLA compiles the step (its one max
   # pool is SlicedMaxPool), so neither may come back as an error.
@@ -112,9 +116,33 @@ def test_cli_writes_json(tmp_path, small_data_dir):
 
 
 def test_build_times_the_tfds_build(tmp_path, kaggle_dir):
-  result = bench_lib.bench_build(_opts(tmp_path, None, folder=str(kaggle_dir), repeats=1))
+  result = input_speed.bench_build(_opts(tmp_path, None, folder=str(kaggle_dir), repeats=1))
   # Every image of the fixture folder becomes an example (its splits' counts).
   on_disk = sum(1 for p in (kaggle_dir / "Data").rglob("*") if p.is_file())
   assert result["config"]["images"] == on_disk
   assert result["results"][0]["images_per_sec"] > 0
   _check({"benchmark": "build", "machine": hardware.machine(), **result})
+
+
+def test_a_failing_variant_is_shown_and_fails_the_command(tmp_path):
+  # The XLA variant fails (planted); the other is measured (a stand-in row): the table
+  # shows both, and the exit status says the comparison is incomplete.
+  script = f"""
+import runpy, sys
+from ctdist.benchmarks import steps
+def measure(opts, strategy, precision, jit, **kw):
+  if jit:
+    raise RuntimeError("planted: XLA unavailable")
+  return [{{"phase": "head", "precision": precision, "jit_compile": jit,
+           "pipeline_images_per_sec": 10.0}}]
+steps._measure = measure
+sys.argv = ["ctdist.bench", "xla", "--strategy=cpu", "--tmp={tmp_path}"]
+runpy.run_module("ctdist.bench", run_name="__main__")
+"""
+  done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 1, done.stderr[-3000:]
+  assert "jit_compile=True, error=RuntimeError: planted: XLA unavailable" in done.stdout
+  assert "pipeline_images_per_sec=10.000" in done.stdout
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      "error: 1 of 2 variant(s) failed (the rows marked error)")

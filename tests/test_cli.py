@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctdist import model as model_lib
+from ctdist.model import layers as ctdist_layers
+from ctdist.model import resnet
 from tfds_ctscan import layout
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_evaluate_cli_refuses_a_model_trained_on_other_classes(run_dir, tmp_path
   other.mkdir()
   shutil.copy(run_dir / "options.json", other / "options.json")
   permuted = ["normal", "adenocarcinoma", "squamous_cell_carcinoma", "large_cell_carcinoma"]
-  model_lib.build_model(32, permuted, weights="none").save(other / "model.keras")
+  resnet.build_model(32, permuted, weights="none").save(other / "model.keras")
   done = _run("ctdist.evaluate", f"--model_dir={other}")
   assert done.returncode == 2
   assert done.stderr.strip().splitlines()[-1].startswith(
@@ -121,7 +122,7 @@ def test_saved_model_serves_what_model_keras_predicts(run_dir, small_data_dir):
 def test_train_calibrate_stores_the_temperature_everywhere(run_dir):
   t = json.loads((run_dir / "calibration.json").read_text())["temperature"]
   assert t != 1.0  # fitted (exactly 1 would mean nothing was stored)
-  assert model_lib.temperature_of(keras.saving.load_model(run_dir / "model.keras")) == t
+  assert ctdist_layers.temperature_of(keras.saving.load_model(run_dir / "model.keras")) == t
   metrics = json.loads((run_dir / "metrics.json").read_text())
   assert metrics["calibration"]["temperature"] == t and metrics["test"]["temperature"] == t
   assert json.loads((run_dir / "predictions_test.json").read_text())["temperature"] == t
@@ -133,7 +134,7 @@ def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir
   copy.mkdir()
   shutil.copy(run_dir / "options.json", copy / "options.json")
   uncalibrated = keras.saving.load_model(run_dir / "model.keras")
-  model_lib.set_temperature(uncalibrated, 1.0)
+  ctdist_layers.set_temperature(uncalibrated, 1.0)
   uncalibrated.save(copy / "model.keras")
   uncalibrated.export(str(copy / "saved_model"), verbose=False)
   done = _run("ctdist.calibrate", f"--model_dir={copy}")
@@ -143,7 +144,7 @@ def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir
   assert report["temperature"] == pytest.approx(t, rel=1e-4)  # the same fit as train's
   assert f"temperature {report['temperature']:.3f} (fitted on valid)" in done.stdout
   calibrated = keras.saving.load_model(copy / "model.keras")
-  assert model_lib.temperature_of(calibrated) == report["temperature"]
+  assert ctdist_layers.temperature_of(calibrated) == report["temperature"]
   images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
   loaded = tf.saved_model.load(str(copy / "saved_model"))  # kept: serve needs its variables
   np.testing.assert_allclose(np.asarray(loaded.serve(tf.constant(images))),

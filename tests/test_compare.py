@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from ctdist import compare
-from ctdist import predictions
+from ctdist.scoring import comparison as compare
+from ctdist.scoring import predictions
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = ("x", "y")

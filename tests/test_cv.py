@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ctdist import model  # noqa: F401  registers ctdist's layers for load_model
 from tfds_ctscan import synthetic
+from ctdist.model import layers  # noqa: F401  registers ctdist's layers for load_model
 import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

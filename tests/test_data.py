@@ -9,7 +9,13 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from ctdist import data as data_lib
+from ctdist.data import builders
+from ctdist.data import pipeline
+from ctdist.data import plan as plan_lib
+from ctdist.data import records
+from ctdist.model import inference
+from ctdist.model import resnet
+from ctdist.scoring import evaluation as evaluate
 
 
 def _png(arr):
@@ -21,24 +27,24 @@ def _png(arr):
 def test_decode_and_resize_same_eager_and_in_map():
   rng = np.random.default_rng(0)
   encoded = tf.constant(_png(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)))
-  eager = data_lib.decode_and_resize(encoded, 32).numpy()
+  eager = pipeline.decode_and_resize(encoded, 32).numpy()
   mapped = next(iter(tf.data.Dataset.from_tensors(encoded).map(
-      lambda e: data_lib.decode_and_resize(e, 32)))).numpy()
+      lambda e: pipeline.decode_and_resize(e, 32)))).numpy()
   assert eager.shape == (32, 32, 3) and eager.dtype == np.uint8
   np.testing.assert_array_equal(eager, mapped)
   gray = tf.constant(_png(rng.integers(0, 255, (40, 40), dtype=np.uint8)))
-  assert data_lib.decode_and_resize(gray, 16).shape == (16, 16, 3)
+  assert pipeline.decode_and_resize(gray, 16).shape == (16, 16, 3)
 
 
 def test_check_batch_names_the_numbers():
-  assert data_lib.check_batch(32, 4) == 8
+  assert plan_lib.check_batch(32, 4) == 8
   with pytest.raises(ValueError, match="global batch 30 is not divisible by 4 replicas"):
-    data_lib.check_batch(30, 4)
+    plan_lib.check_batch(30, 4)
 
 
 def test_not_built_dataset_says_how_to_build(tmp_path):
-  with pytest.raises(data_lib.DatasetNotBuiltError, match="tfds build tfds_ctscan"):
-    data_lib.builder("tfds_ctscan/kaggle", str(tmp_path))
+  with pytest.raises(builders.DatasetNotBuiltError, match="tfds build tfds_ctscan"):
+    builders.builder("tfds_ctscan/kaggle", str(tmp_path))
 
 
 def _digest(image) -> str:
@@ -48,32 +54,32 @@ def _digest(image) -> str:
 @pytest.mark.parametrize("data", ["small_data_dir", "files_data_dir"])
 def test_eval_dataset_covers_each_example_once_across_shards(request, data):
   # One TFRecord file: examples sharded; four: each pipeline reads its own files.
-  b = data_lib.builder("tfds_ctscan/kaggle", request.getfixturevalue(data))
+  b = builders.builder("tfds_ctscan/kaggle", request.getfixturevalue(data))
   n = b.info.splits["test"].num_examples  # 13 distinct images
   whole = sorted(_digest(ex["image"]) for ex in b.as_dataset(split="test").map(
-      lambda ex: {"image": data_lib.decode_and_resize(
+      lambda ex: {"image": pipeline.decode_and_resize(
           tf.io.encode_png(ex["image"]), 16)}).as_numpy_iterator())
   assert len(set(whole)) == n
   seen, steps = [], []
   for shard in range(2):
-    batches = list(data_lib.eval_dataset(b, "test", 16, 3, 1, 2, shard).as_numpy_iterator())
+    batches = list(pipeline.eval_dataset(b, "test", 16, 3, 1, 2, shard).as_numpy_iterator())
     steps.append(len(batches))
     for batch in batches:
       assert batch["image"].shape == (3, 16, 16, 3)  # static, full batches
       seen += [_digest(img) for img, w in zip(batch["image"], batch["weight"]) if w]
       assert not batch["image"][batch["weight"] == 0].any()  # padding is blank
   assert sorted(seen) == whole  # every example, once, over both shards
-  largest = max(data_lib.shard_sizes(b, "test", 2))  # 7 of 13 when examples are sharded
+  largest = max(records.shard_sizes(b, "test", 2))  # 7 of 13 when examples are sharded
   assert largest == 7 or data == "files_data_dir"
   assert steps[0] == steps[1] == math.ceil(largest / 3)
 
 
 def test_train_shards_are_disjoint_and_cover_the_split(small_data_dir):
-  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+  b = builders.builder("tfds_ctscan/kaggle", small_data_dir)
   n = b.info.splits["train"].num_examples  # 16 distinct images: 8 a shard, 2 batches of 4
   shards = []
   for shard in range(2):
-    it = iter(data_lib.train_dataset(b, "train", 24, 4, seed=0, num_shards=2, shard=shard))
+    it = iter(pipeline.train_dataset(b, "train", 24, 4, seed=0, num_shards=2, shard=shard))
     batches = [next(it) for _ in range(2)]  # one epoch of this shard
     assert batches[0]["image"].shape == (4, 24, 24, 3)
     assert batches[0]["image"].dtype == tf.uint8
@@ -92,8 +98,8 @@ def test_gcs_data_dir_passes_through_untouched(monkeypatch):
   def fake_builder(name, data_dir=None):
     seen.update(name=name, data_dir=data_dir)
     return Built()
-  monkeypatch.setattr(data_lib.tfds, "builder", fake_builder)
-  data_lib.builder("tfds_ctscan/kaggle", "gs://my-bucket/tensorflow_datasets")
+  monkeypatch.setattr(builders.tfds, "builder", fake_builder)
+  builders.builder("tfds_ctscan/kaggle", "gs://my-bucket/tensorflow_datasets")
   assert seen == {"name": "tfds_ctscan/kaggle", "data_dir": "gs://my-bucket/tensorflow_datasets"}
 
 
@@ -102,17 +108,16 @@ def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_di
   # builder's TFRecords. Both must reach the model as the same pixels.
   import pathlib  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from ctdist import evaluate, model as model_lib, predict  # pylint: disable=g-import-not-at-top
-  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
+  b = builders.builder("tfds_ctscan/kaggle", small_data_dir)
   names = [n.decode() for n in b.as_dataset(
       split="test", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
   ).map(lambda ex: ex["file_name"]).as_numpy_iterator()]
-  model = model_lib.build_model(40, list(b.info.features["label"].names), "none")
+  model = resnet.build_model(40, list(b.info.features["label"].names), "none")
   kernel = [w for w in model.weights if w.path.endswith("logits/kernel")][0]
   kernel.assign(np.random.RandomState(0).normal(0, 0.05, kernel.shape))  # zero: all 0.25
   probs = evaluate.predict_split(model, b, "test", batch_size=4).probs
   data_root = pathlib.Path(small_data_dir).parent / "manual" / "Data"
-  results = predict.predict_files(model, [str(data_root / n) for n in names])
+  results = inference.predict_files(model, [str(data_root / n) for n in names])
   assert len(results) == len(names) == 13
   for r, p in zip(results, probs):
     assert "error" not in r, r
@@ -131,17 +136,17 @@ def test_predict_and_the_eval_pipeline_give_the_same_probabilities(small_data_di
     # Files of unequal length: the larger pipeline sets the steps, 40 / 4 -> 10.
     (8, 2, [40, 32], (4, 76, 10))])
 def test_step_plan_by_hand(batch, replicas, val_sizes, want):
-  plan = data_lib.step_plan(batch, replicas, len(val_sizes), 613, val_sizes)
+  plan = plan_lib.step_plan(batch, replicas, len(val_sizes), 613, val_sizes)
   assert (plan.per_replica_batch, plan.steps_per_epoch, plan.val_steps) == want
   assert (plan.global_batch, plan.input_pipelines) == (batch, len(val_sizes))
 
 
 def test_step_plan_refuses_batches_that_do_not_fit():
-  with pytest.raises(data_lib.BatchSizeError, match="not divisible by 4 replicas"):
-    data_lib.step_plan(30, 4, 1, 613, [72])
-  with pytest.raises(data_lib.BatchSizeError,
+  with pytest.raises(plan_lib.BatchSizeError, match="not divisible by 4 replicas"):
+    plan_lib.step_plan(30, 4, 1, 613, [72])
+  with pytest.raises(plan_lib.BatchSizeError,
                      match="global batch 32 is larger than the 16 training examples"):
-    data_lib.step_plan(32, 2, 1, 16, [4])
+    plan_lib.step_plan(32, 2, 1, 16, [4])
 
 
 @pytest.fixture(scope="module")
@@ -165,28 +170,28 @@ def _names(ds):
 
 @pytest.mark.parametrize("pipelines", [1, 2, 3, 5])
 def test_each_pipeline_reads_its_own_files(files_data_dir, pipelines):
-  b = data_lib.builder("tfds_ctscan/kaggle", files_data_dir)
+  b = builders.builder("tfds_ctscan/kaggle", files_data_dir)
   lengths = b.info.splits["train"].shard_lengths
   assert len(lengths) == 4  # the fixture's files
   whole = _names(b.as_dataset(split="train", shuffle_files=False))
-  shards = [_names(data_lib._records(b, "train", pipelines, i)) for i in range(pipelines)]
+  shards = [_names(records.read(b, "train", pipelines, i)) for i in range(pipelines)]
   # Disjoint, and together the split: every example exactly once.
   assert sorted(n for s in shards for n in s) == sorted(whole)
   # 2 and 3 pipelines read whole files (file i goes to pipeline i mod n); 5 pipelines
   # outnumber the 4 files, so each keeps every 5th example instead.
   sharded = pipelines in (2, 3)
-  assert data_lib.files_sharded(b, "train", pipelines) == sharded
+  assert records.files_sharded(b, "train", pipelines) == sharded
   if sharded:
     assert [len(s) for s in shards] == [sum(lengths[i::pipelines]) for i in range(pipelines)]
   else:
     assert [len(s) for s in shards] == [len(whole[i::pipelines]) for i in range(pipelines)]
-  assert data_lib.shard_sizes(b, "train", pipelines) == [len(s) for s in shards]
+  assert records.shard_sizes(b, "train", pipelines) == [len(s) for s in shards]
 
 
 @pytest.mark.parametrize("cache", ["memory", "disk", "none"])
 def test_caches_give_the_same_epochs(small_data_dir, tmp_path, cache):
-  b = data_lib.builder("tfds_ctscan/kaggle", small_data_dir)
-  ds = data_lib.eval_dataset(b, "test", 16, 4, cache=cache, cache_dir=str(tmp_path / "c"))
+  b = builders.builder("tfds_ctscan/kaggle", small_data_dir)
+  ds = pipeline.eval_dataset(b, "test", 16, 4, cache=cache, cache_dir=str(tmp_path / "c"))
   epochs = [[_digest(img) for batch in ds.as_numpy_iterator() for img in batch["image"]]
             for _ in range(2)]
   assert epochs[0] == epochs[1] and len(epochs[0]) == 16  # 13 examples + 3 padding
@@ -198,14 +203,13 @@ def test_predict_split_groups_exact_copies(kaggle_dir, tmp_path):
   # Two files of one image in the test split: one group; every other example its own.
   import shutil  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from ctdist import evaluate, model as model_lib  # pylint: disable=g-import-not-at-top
   folder = next((kaggle_dir / "Data" / "test").iterdir())
   first = sorted(folder.iterdir())[0]
   shutil.copy(first, folder / f"copy_of_{first.name}")
   b = tfds.builder("tfds_ctscan/kaggle", data_dir=str(tmp_path / "tfds"))
   b.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(kaggle_dir)))
-  model = model_lib.build_model(32, list(b.info.features["label"].names), "none")
+  model = resnet.build_model(32, list(b.info.features["label"].names), "none")
   p = evaluate.predict_split(model, b, "test", batch_size=4)
   assert len(p.labels) == 14 and len(set(p.groups.tolist())) == 13
   assert sorted(np.bincount(p.groups).tolist()) == [1] * 12 + [2]

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from ctdist import console
-from ctdist import predict
-from ctdist import report
+from ctdist.cli import console
+from ctdist.config import commands as commands_config
+from ctdist.model import inference
 import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_predict_table_keeps_whole_file_and_class_names():
   names = ["adenocarcinoma", "large_cell_carcinoma", "normal", "squamous_cell_carcinoma"]
   path = "runs/demo/files/Data/test/large.cell.carcinoma/0000.png"
   probs = dict(zip(names, (0.125, 0.75, 0.0625, 0.0625)))
-  table = predict.render([{"file": path, "label": "large_cell_carcinoma",
+  table = inference.render([{"file": path, "label": "large_cell_carcinoma",
                            "probabilities": probs}], names).splitlines()
   header, row = table[0].split(), table[1].split()
   assert header == ["file", "prediction", *names]
@@ -162,6 +162,6 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
   assert 1 / 16 <= game["chance"] <= 9 / 16
   assert f"{game['hits']}/{game['images']} peaks inside the finding's box" in done.stdout
   page = pages.check_self_contained((run / "model" / "report.html").read_text())
-  assert page.figures == min(report.GALLERY, sum(
+  assert page.figures == min(commands_config.GALLERY, sum(
       1 for e in scored["examples"]
       if max(range(4), key=lambda k: e["probabilities"][k]) != e["label"]))

@@ -13,11 +13,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from ctdist import gradcam
-from ctdist import model as model_lib
-from ctdist import occlusion
-from ctdist import pointing
-from ctdist import sanity
+from ctdist.model import layers as ctdist_layers
+from ctdist.model import resnet
+from ctdist.saliency import gradcam
+from ctdist.saliency import occlusion
+from ctdist.saliency import pointing
+import sanity
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLOURS = ["red", "green", "blue"]
@@ -53,7 +54,7 @@ def toy():
   z = keras.layers.GlobalAveragePooling2D(name="gap")(base(image))
   z = keras.layers.Dense(32, activation="tanh", name="fc")(z)
   z = keras.layers.Dense(3, name="logits")(z)
-  model = keras.Model(image, model_lib.LabeledSoftmax(COLOURS, name="probabilities")(z))
+  model = keras.Model(image, ctdist_layers.LabeledSoftmax(COLOURS, name="probabilities")(z))
   model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
   x, y, _ = _squares(0, 512)
   model.fit(x, y, epochs=15, batch_size=32, verbose=0)
@@ -179,9 +180,9 @@ def test_a_model_without_a_convolution_is_refused():
 
 
 def test_the_resnet_layer_follows_the_image_size():
-  small = model_lib.build_model(32, COLOURS, weights="none")
+  small = resnet.build_model(32, COLOURS, weights="none")
   assert gradcam.choose_layer(small) == gradcam.Layer(("resnet50", "conv3_block4_out"), 4, 4)
-  big = model_lib.build_model(224, COLOURS, weights="none")
+  big = resnet.build_model(224, COLOURS, weights="none")
   assert gradcam.choose_layer(big) == gradcam.Layer(("resnet50", "conv5_block3_out"), 7, 7)
   assert gradcam.choose_layer(big, "conv4_block6_out").height == 14
   with pytest.raises(gradcam.NoFeatureMapError, match="--layer='fc1'"):
@@ -245,7 +246,9 @@ def test_explain_cli_on_a_model_trained_at_224_px(tmp_path, small_data_dir):
 
 def test_explain_cli_refuses_a_model_without_a_convolution(tmp_path):
   inp = keras.Input((8, 8, 3))
-  out = keras.layers.Dense(2)(keras.layers.Flatten()(inp))
+  # A ctdist model (its output layer holds the class names) without a convolution.
+  out = ctdist_layers.LabeledSoftmax(["a", "b"], name="probabilities")(
+      keras.layers.Dense(2)(keras.layers.Flatten()(inp)))
   path = tmp_path / "flat.keras"
   keras.Model(inp, out, name="flat").save(path)
   image = tmp_path / "x.png"

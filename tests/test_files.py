@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ctdist import files
+from ctdist.model import saved
+from ctdist.store import atomic
 
 
 class _Unwritable:
@@ -13,9 +14,9 @@ class _Unwritable:
 
 def test_write_json_that_fails_midway_leaves_the_previous_file(tmp_path):
   path = tmp_path / "metrics.json"
-  files.write_json(str(path), {"accuracy": 0.9})
+  atomic.write_json(str(path), {"accuracy": 0.9})
   with pytest.raises(TypeError):
-    files.write_json(str(path), {"accuracy": 0.5, "broken": _Unwritable()})
+    atomic.write_json(str(path), {"accuracy": 0.5, "broken": _Unwritable()})
   assert json.loads(path.read_text()) == {"accuracy": 0.9}
 
 
@@ -41,8 +42,8 @@ def test_model_save_and_export_that_die_leave_the_previous_outputs(tmp_path):
   exported.mkdir()
   (exported / "saved_model.pb").write_bytes(b"the previous export")
   with pytest.raises(OSError):
-    files.save_model(_DyingModel(), str(keras_file))
+    saved.save(_DyingModel(), str(keras_file))
   with pytest.raises(OSError):
-    files.export_saved_model(_DyingModel(), str(exported))
+    saved.export(_DyingModel(), str(exported))
   assert keras_file.read_bytes() == b"the previous model"
   assert (exported / "saved_model.pb").read_bytes() == b"the previous export"

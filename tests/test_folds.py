@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctdist import folds
+from ctdist.data import folds
 from tfds_ctscan import hashing
 
 

@@ -125,3 +125,32 @@ def test_cluster_does_not_retry_other_failures(tmp_path, capsys):
   assert len((tmp_path / "starts").read_text().split()) == 2  # one start only
   err = capsys.readouterr().err
   assert "exited with code 3" in err and "re-run the same command to resume" in err
+
+
+def test_a_mistake_in_the_flags_stops_the_cluster_with_status_2(tmp_path, capsys):
+  from launch import local_cluster  # pylint: disable=g-import-not-at-top
+  python = _fake_python(tmp_path, "echo 'error: --steps_per_loop=0; use 1 or more'; exit 2\n")
+  env = dict(os.environ, STARTS=str(tmp_path / "starts"))
+  assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05) == 2
+  assert len((tmp_path / "starts").read_text().split()) == 2  # no retry
+  err = capsys.readouterr().err
+  assert re.search(r"error: worker-[01] stopped on a mistake in the flags: --steps_per_loop"
+                   r"=0; use 1 or more; fix it and run again", err) and "resume" not in err
+
+
+def test_a_hung_worker_is_stopped(tmp_path, capsys):
+  from launch import local_cluster  # pylint: disable=g-import-not-at-top
+  # Worker 1 never ends (as one waiting forever in a collective); worker 0 finishes.
+  python = _fake_python(tmp_path, """case "$TF_CONFIG" in *'"index": 1'*) exec sleep 120;; esac
+exit 0
+""")
+  env = dict(os.environ, STARTS=str(tmp_path / "starts"))
+  assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05, grace_s=5,
+                              finish_grace_s=1.0) == 1
+  err = capsys.readouterr().err
+  assert "worker-1" in err and "1 s after another worker finished: hung" in err
+  # And a whole-run limit stops a cluster where no worker finishes.
+  python = _fake_python(tmp_path, "exec sleep 120\n")
+  assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05, grace_s=5,
+                              timeout_s=1.0) == 1
+  assert "after --timeout=1 s: hung" in capsys.readouterr().err

@@ -5,7 +5,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-from ctdist import loop
+from ctdist.config import training as training_config
+from ctdist.training import phases
+from ctdist.training import state
 
 
 def _at(lr, step):
@@ -13,13 +15,13 @@ def _at(lr, step):
 
 
 def test_plain_rate_without_warmup_is_the_seed_notebooks_constant():
-  assert loop.learning_rate(1e-4, 190, 0, "constant") == 1e-4
+  assert phases.learning_rate(1e-4, 190, 0, "constant") == 1e-4
 
 
 @pytest.mark.parametrize("step,expected", [(0, 0.0), (5, 0.5e-3), (10, 1e-3), (60, 1e-3),
                                            (100, 1e-3)])
 def test_constant_with_linear_warmup(step, expected):
-  lr = loop.learning_rate(1e-3, 100, 10, "constant")
+  lr = phases.learning_rate(1e-3, 100, 10, "constant")
   assert _at(lr, step) == pytest.approx(expected, abs=1e-9)
 
 
@@ -28,31 +30,31 @@ def test_constant_with_linear_warmup(step, expected):
                                            (35, 2e-3 * (1 + 0.7071068) / 2),  # a quarter
                                            (110, 0.0)])
 def test_cosine_after_warmup(step, expected):
-  lr = loop.learning_rate(2e-3, 110, 10, "cosine")
+  lr = phases.learning_rate(2e-3, 110, 10, "cosine")
   assert _at(lr, step) == pytest.approx(expected, abs=1e-8)
 
 
 def test_cosine_without_warmup_starts_at_the_peak():
-  lr = loop.learning_rate(1e-3, 100, 0, "cosine")
+  lr = phases.learning_rate(1e-3, 100, 0, "cosine")
   assert _at(lr, 0) == pytest.approx(1e-3)
   assert _at(lr, 50) == pytest.approx(0.5e-3)
 
 
 def test_warmup_longer_than_the_phase_is_capped():
-  lr = loop.learning_rate(1e-3, 20, 50, "constant")
+  lr = phases.learning_rate(1e-3, 20, 50, "constant")
   assert _at(lr, 10) == pytest.approx(0.5e-3)
   assert _at(lr, 20) == pytest.approx(1e-3)
 
 
 def test_bad_schedule_options_name_the_value():
   with pytest.raises(ValueError, match="'step'.*constant.*cosine"):
-    loop.learning_rate(1e-3, 10, 0, "step")
+    phases.learning_rate(1e-3, 10, 0, "step")
   with pytest.raises(ValueError, match="'linear'"):
-    loop.Schedule(lr_schedule="linear")
+    training_config.Schedule(lr_schedule="linear")
   with pytest.raises(ValueError, match="label_smoothing=1.0"):
-    loop.Schedule(label_smoothing=1.0)
+    training_config.Schedule(label_smoothing=1.0)
   with pytest.raises(ValueError, match="weight_decay=-0.1"):
-    loop.Schedule(weight_decay=-0.1)
+    training_config.Schedule(weight_decay=-0.1)
 
 
 @pytest.mark.parametrize("patience,losses,improved,stops_after", [
@@ -63,7 +65,7 @@ def test_bad_schedule_options_name_the_value():
     # Equal is not better; NaN never is.
     (2, [1.0, 1.0, float("nan")], [True, False, False], 3)])
 def test_early_stopping_by_hand(patience, losses, improved, stops_after):
-  stopping = loop.EarlyStopping(patience)
+  stopping = state.EarlyStopping(patience)
   seen = []
   for loss in losses:
     seen.append(stopping.update(loss))
@@ -76,11 +78,11 @@ def test_early_stopping_by_hand(patience, losses, improved, stops_after):
 
 
 def test_checkpointed_phase_reads_the_newest_checkpoint(tmp_path):
-  assert loop.checkpointed_phase(str(tmp_path)) == 0  # no checkpoint: start at the head
-  position = loop._Position()  # pylint: disable=protected-access
+  assert state.checkpointed_phase(str(tmp_path)) == 0  # no checkpoint: start at the head
+  position = state.Position()
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(position=position),
                                        str(tmp_path / "checkpoints"), max_to_keep=2)
   for phase in (1, 2):
     position.phase.assign(phase)
     manager.save()
-    assert loop.checkpointed_phase(str(tmp_path)) == phase  # 2: past the last, finished
+    assert state.checkpointed_phase(str(tmp_path)) == phase  # 2: past the last, finished

@@ -9,9 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from ctdist import options
-from ctdist import report
-from ctdist import train
+from ctdist.config import training as training_config
+from ctdist.reporting import run_page
+from ctdist.reporting import writer
+from ctdist.training import strategy as strategy_lib
+from ctdist.workflows import training_run
 import pages
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,53 +24,91 @@ REQUIRED = os.environ.get("CTDIST_REQUIRE_BROWSER") == "1"
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
   out = tmp_path_factory.mktemp("report") / "run"
-  train.run(options.from_flat(
-      model_dir=str(out), dataset="tfds_ctscan/kaggle", data_dir=small_data_dir,
-      image_size=32, batch_size=4, head_epochs=0, finetune_epochs=1, finetune_layers=5,
-      weights="none", export=False))
+  with pytest.MonkeyPatch.context() as mp:
+    # --strategy=auto on a machine whose TPU does not answer: it must say so in the run's
+    # files, not only in a log line.
+    mp.setattr(strategy_lib, "_tpu_present", lambda: True)
+    mp.setattr(strategy_lib, "_tpu_strategy", _unreachable_tpu)
+    training_run.run(training_config.from_flat(
+        model_dir=str(out), dataset="tfds_ctscan/kaggle", data_dir=small_data_dir,
+        image_size=32, batch_size=4, head_epochs=0, finetune_epochs=1, finetune_layers=5,
+        weights="none", export=False))
   return out
 
 
-def _misclassified(run_dir) -> list[str]:
-  """The test images the run got wrong, most confident first (ties: file order)."""
-  examples = json.loads((run_dir / "predictions_test.json").read_text())["examples"]
-  wrong = [e for e in examples if int(np.argmax(e["probabilities"])) != e["label"]]
-  return [e["file_name"] for e in sorted(wrong, key=lambda e: -max(e["probabilities"]))]
+def _unreachable_tpu(tpu):
+  raise strategy_lib.StrategyError(f"no TPU reachable at tpu={tpu!r} (planted)")
+
+
+# The gallery's three mistakes, planted with these confidences: whatever the one-epoch
+# model got right or wrong, the gallery has a known content.
+PLANTED = {0: 0.6, 4: 0.9, 7: 0.7}
+
+
+@pytest.fixture(scope="module")
+def planted_dir(run_dir, tmp_path_factory) -> pathlib.Path:
+  """A copy of the run whose test predictions are right except at PLANTED, with its report
+  written again from them."""
+  copy = tmp_path_factory.mktemp("planted") / "run"
+  shutil.copytree(run_dir, copy)
+  path = copy / "predictions_test.json"
+  saved = json.loads(path.read_text())
+  for i, e in enumerate(saved["examples"]):
+    n = len(e["probabilities"])
+    pick = (e["label"] + 1) % n if i in PLANTED else e["label"]
+    top = PLANTED.get(i, 0.97)
+    e["probabilities"] = [top if c == pick else (1 - top) / (n - 1) for c in range(n)]
+  path.write_text(json.dumps(saved))
+  (copy / "report.html").unlink()
+  writer.write(str(copy), writer.builder_of(str(copy)))
+  return copy
 
 
 def test_training_writes_a_self_contained_report(run_dir):
   text = (run_dir / "report.html").read_text()
   page = pages.check_self_contained(text)
-  wrong = _misclassified(run_dir)
-  assert wrong, "the fixture's one-epoch model should get some of 13 test images wrong"
-  # One figure per misclassified image (fewer than report.GALLERY here), each named.
-  assert page.figures == len(wrong)
-  figures = text[text.index('<section id="gallery">'):]
-  positions = [figures.index(f"<b>{name}</b>") for name in wrong]
-  assert positions == sorted(positions)  # most confident mistake first
+  examples = json.loads((run_dir / "predictions_test.json").read_text())["examples"]
+  wrong = [e for e in examples if int(np.argmax(e["probabilities"])) != e["label"]]
+  assert page.figures == len(wrong)  # one figure per mistake (fewer than the limit here)
   metrics = json.loads((run_dir / "metrics.json").read_text())
   assert f"{metrics['test']['all']['accuracy']:.3f}" in text
   assert f"({os.cpu_count()} cores)" in text  # the hardware row, read when the run ran
+  fallback = metrics["run"]["strategy_fallback"]
+  assert fallback.startswith("--strategy=auto found a TPU it could not use") and (
+      "(planted)" in fallback)
+  assert "<td>strategy fallback</td>" in text and "(planted)" in text
   assert metrics["run"]["train_seconds"] > 0 and metrics["run"]["evaluate_seconds"] > 0
 
 
-def test_report_cli_rewrites_it_with_a_smaller_gallery(run_dir, tmp_path):
+def test_the_gallery_shows_each_mistake_most_confident_first(planted_dir):
+  text = (planted_dir / "report.html").read_text()
+  page = pages.check_self_contained(text)
+  examples = json.loads((planted_dir / "predictions_test.json").read_text())["examples"]
+  order = sorted(PLANTED, key=lambda i: -PLANTED[i])
+  names = [examples[i]["file_name"] for i in order]
+  assert page.figures == len(PLANTED)
+  figures = text[text.index('<section id="gallery">'):]
+  positions = [figures.index(f"<b>{name}</b>") for name in names]
+  assert positions == sorted(positions)  # 0.9, then 0.7, then 0.6
+
+
+def test_report_cli_rewrites_it_with_a_smaller_gallery(planted_dir, tmp_path):
   copy = tmp_path / "run"
-  shutil.copytree(run_dir, copy)
+  shutil.copytree(planted_dir, copy)
   (copy / "report.html").unlink()
-  path = report.write(str(copy), report.builder_of(str(copy)), limit=1)
+  path = writer.write(str(copy), writer.builder_of(str(copy)), limit=1)
   page = pages.check_self_contained(pathlib.Path(path).read_text())
   assert page.figures == 1
 
 
 def test_a_folder_without_a_finished_run_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match=f"{tmp_path}/metrics.json not found"):
-    report.run_report(str(tmp_path))
+    run_page.run_report(str(tmp_path))
 
 
 @pytest.mark.skipif(not CHROMIUM and not REQUIRED,
                     reason="no chromium: apt-get install -y chromium (CI installs it)")
-def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+def test_report_renders_in_headless_chromium(planted_dir, tmp_path):
   from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   assert CHROMIUM, "chromium not found: apt-get install -y chromium"
@@ -79,7 +119,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
       page = browser.new_page(viewport={"width": 1280, "height": 800})
       page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
           ("file:", "data:")) else route.continue_())  # nothing from a network
-      page.goto((run_dir / "report.html").as_uri())
+      page.goto((planted_dir / "report.html").as_uri())
       # A section is shown when there is more than its heading: text, a table or an image
       # laid out below it.
       shown = page.evaluate("""() => Array.from(document.querySelectorAll('section'))
@@ -97,7 +137,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
   missing = [s for s in pages.SECTIONS if s not in shown]
   assert not missing, f"sections not shown: {missing}"
   assert not broken, f"images that did not load: {broken}"
-  assert count == len(pages.Page((run_dir / "report.html").read_text()).images)
+  assert count == len(pages.Page((planted_dir / "report.html").read_text()).images)
   pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
   assert pixels.shape[0] > 1500  # the whole page, not one screen
   assert pixels.std() > 20, "the screenshot is blank"

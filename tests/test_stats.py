@@ -4,7 +4,8 @@ hand or by textbook formulas."""
 import numpy as np
 import pytest
 
-from ctdist import stats
+from ctdist.scoring import metrics
+from ctdist.scoring import stats
 
 
 def _accuracy(labels, probs):
@@ -102,7 +103,6 @@ def test_mcnemar_exact_on_known_tables(b, c, p):
 
 def test_headline_metrics_equal_scikit_learns():
   from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
-  from ctdist import metrics  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 4, 300)
   labels[labels == 3] = 2  # class 3 absent: its recall is undefined, its F1 is 0
@@ -122,7 +122,6 @@ def test_headline_metrics_equal_scikit_learns():
 
 
 def test_accuracy_interval_of_a_report_has_the_textbook_width():
-  from ctdist import metrics  # pylint: disable=g-import-not-at-top
   labels, probs, _ = _bernoulli_set(400, 0.8)
   rep = metrics.with_leak_free(labels, probs, np.zeros(400, bool), ["a", "b"])
   iv = rep["leak_free"]["intervals"]["accuracy"]

@@ -4,7 +4,7 @@
 import pytest
 import tensorflow as tf
 
-from ctdist import strategy as strategy_lib
+from ctdist.training import strategy as strategy_lib
 
 
 GPUS = tf.config.list_logical_devices("GPU")

@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctdist import faults
-from ctdist import loop
-from ctdist import metrics
-from ctdist import model as model_lib
-from ctdist import options
-from ctdist import predict
-from ctdist import strategy as strategy_lib
-from ctdist import train
+from ctdist.config import training as training_config
+from ctdist.model import inference
+from ctdist.model import layers as ctdist_layers
+from ctdist.model import resnet
+from ctdist.model import saved
+from ctdist.scoring import metrics
+from ctdist.store import faults
+from ctdist.training import inputs
+from ctdist.training import state
+from ctdist.training import strategy as strategy_lib
+from ctdist.training import trainer as trainer_lib
+from ctdist.workflows import training_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -24,7 +28,7 @@ FAST = dict(image_size=32, batch_size=4, head_epochs=1, finetune_epochs=1,
 
 
 def _opts(tmp_path, small_data_dir, **kw):
-  return options.from_flat(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
+  return training_config.from_flat(model_dir=str(tmp_path / "run"), dataset="tfds_ctscan/kaggle",
                            data_dir=small_data_dir, **{**FAST, **kw})
 
 
@@ -42,10 +46,10 @@ def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, sma
       [d.name for d in tf.config.list_logical_devices("CPU")])
   assert strategy.num_replicas_in_sync == 2
   built = {}
-  real_build = model_lib.build_model
-  monkeypatch.setattr(model_lib, "build_model",
+  real_build = resnet.build_model
+  monkeypatch.setattr(resnet, "build_model",
                       lambda *a, **k: built.setdefault("m", real_build(*a, **k)))
-  result = train.run(_opts(tmp_path, small_data_dir, steps_per_loop=2), strategy)
+  result = training_run.run(_opts(tmp_path, small_data_dir, steps_per_loop=2), strategy)
   model = built["m"]
   for v in model.variables:
     # v.value is the MirroredVariable behind the Keras variable: one copy per replica.
@@ -66,14 +70,14 @@ def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, sma
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_paths_train(tmp_path, small_data_dir, precision, monkeypatch):
   seen = {}
-  real = loop.Trainer._make_optimizer
+  real = trainer_lib.Trainer._make_optimizer
 
   def spy(self, phase):
     opt = real(self, phase)
     seen["opt"] = opt
     return opt
-  monkeypatch.setattr(loop.Trainer, "_make_optimizer", spy)
-  result = train.run(_opts(tmp_path, small_data_dir, head_epochs=0, precision=precision),
+  monkeypatch.setattr(trainer_lib.Trainer, "_make_optimizer", spy)
+  result = training_run.run(_opts(tmp_path, small_data_dir, head_epochs=0, precision=precision),
                      strategy_lib.make_strategy("cpu"))
   assert result["run"]["precision"] == precision
   assert isinstance(seen["opt"], keras.optimizers.LossScaleOptimizer) == (
@@ -89,8 +93,10 @@ def test_mixed_precision_paths_train(tmp_path, small_data_dir, precision, monkey
 # 16 training images in batches of 4: 4 steps per epoch; mid_epoch checkpoints at step 2
 # (the 2nd arrival is inside the fine-tune epoch); the others crash in the first epoch,
 # before any checkpoint exists.
+# before_rename:4 is the 4th atomic write (options.json, flags.txt, history.json after the
+# head epoch, then after the fine-tune epoch): its temporary file is complete, unrenamed.
 CRASHES = [("mid_epoch", 2), ("after_best_save", 1), ("before_checkpoint", 1),
-           ("after_checkpoint", 1), ("during_export", 1)]
+           ("after_checkpoint", 1), ("during_export", 1), ("before_rename", 4)]
 
 
 @pytest.mark.slow
@@ -103,9 +109,15 @@ def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
   run_dir = tmp_path / "run"
   monkeypatch.setenv(faults.ENV, f"{point}:{arrival}")
   with pytest.raises(faults.Crash, match=point):
-    train.run(opts, strategy_lib.make_strategy("cpu"))
-  # Nothing half-written: no temporary files left, and what exists is complete.
-  assert not [p.name for p in run_dir.rglob("*tmp*") if p.is_file()]
+    training_run.run(opts, strategy_lib.make_strategy("cpu"))
+  # Nothing half-written: what a reader sees is complete, and the last complete version.
+  left = sorted(p.name for p in run_dir.rglob("*tmp*") if p.is_file())
+  if point == "before_rename":
+    assert left == ["history.json.tmp"]
+    assert len(json.loads((run_dir / "history.json.tmp").read_text())) == 2
+    assert [h["phase"] for h in json.loads((run_dir / "history.json").read_text())] == ["head"]
+  else:
+    assert not left
   if (run_dir / "history.json").exists():
     json.loads((run_dir / "history.json").read_text())
   if point == "during_export":
@@ -113,9 +125,10 @@ def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
     assert not (run_dir / "saved_model").exists() and not (run_dir / "metrics.json").exists()
   monkeypatch.delenv(faults.ENV)
   keras.backend.clear_session()
-  train.run(opts, strategy_lib.make_strategy("cpu"))
+  training_run.run(opts, strategy_lib.make_strategy("cpu"))
   history = json.loads((run_dir / "history.json").read_text())
   assert [(h["phase"], h["epoch"]) for h in history] == [("head", 1), ("finetune", 1)]
+  assert not [p.name for p in run_dir.rglob("*tmp*") if p.is_file()]  # the re-run's writes
   ckpt = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
   assert tf.train.load_variable(ckpt, "position/phase/.ATTRIBUTES/VARIABLE_VALUE") == 2
   # The fine-tune optimizer ran each of its 4 steps once, whatever was re-run.
@@ -130,7 +143,7 @@ def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
   # A finished run is not repeated.
   mtime = (run_dir / "history.json").stat().st_mtime
   keras.backend.clear_session()
-  train.run(opts, strategy_lib.make_strategy("cpu"))
+  training_run.run(opts, strategy_lib.make_strategy("cpu"))
   assert (run_dir / "history.json").stat().st_mtime == mtime
 
 
@@ -144,22 +157,22 @@ def test_unknown_fault_point_is_refused(monkeypatch):
 def test_finetune_leaves_batchnorm_statistics_unchanged(tmp_path, small_data_dir,
                                                         monkeypatch):
   built, before = {}, {}
-  real_build = model_lib.build_model
+  real_build = resnet.build_model
 
   def build_and_snapshot(*a, **k):
     m = built.setdefault("m", real_build(*a, **k))
-    for layer in m.get_layer(model_lib.BASE_NAME).layers:
+    for layer in m.get_layer(resnet.BASE_NAME).layers:
       if isinstance(layer, keras.layers.BatchNormalization):
         # As ImageNet weights would be: without its zero-initialised residual scales a
         # from-scratch base passes gradients to every convolution.
         layer.gamma.assign(keras.ops.ones_like(layer.gamma))
       before[layer.name] = [np.array(w) for w in layer.weights]  # as built, untrained
     return m
-  monkeypatch.setattr(model_lib, "build_model", build_and_snapshot)
-  train.run(_opts(tmp_path, small_data_dir, finetune_layers=-1, head_epochs=0,
+  monkeypatch.setattr(resnet, "build_model", build_and_snapshot)
+  training_run.run(_opts(tmp_path, small_data_dir, finetune_layers=-1, head_epochs=0,
                   finetune_lr=1e-4), strategy_lib.make_strategy("cpu"))
   bn_changed = conv_changed = 0
-  for layer in built["m"].get_layer(model_lib.BASE_NAME).layers:
+  for layer in built["m"].get_layer(resnet.BASE_NAME).layers:
     for w, b in zip(layer.weights, before[layer.name]):
       diff = not np.allclose(np.asarray(w), b)
       if isinstance(layer, keras.layers.BatchNormalization):
@@ -191,7 +204,7 @@ def test_predict_uses_the_models_class_order(tmp_path):
   # Not alphabetical: code that assumed the dataset's (alphabetical) order would name
   # output 1 "large_cell_carcinoma" and output 3 "squamous_cell_carcinoma".
   names = ["normal", "squamous_cell_carcinoma", "adenocarcinoma", "large_cell_carcinoma"]
-  m = model_lib.build_model(32, names, weights="none")
+  m = resnet.build_model(32, names, weights="none")
   logits = m.get_layer("logits")
   kernel, bias = logits.get_weights()
   bias[:] = 0
@@ -204,12 +217,12 @@ def test_predict_uses_the_models_class_order(tmp_path):
   Image.new("RGBA", (70, 50), (40, 40, 40, 255)).save(good)
   bad = tmp_path / "broken.png"
   bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
-  results = predict.predict_files(predict.load(str(path)), [str(bad), str(good)])
+  results = inference.predict_files(saved.load(str(path)), [str(bad), str(good)])
   assert "error" in results[0] and "broken.png" in results[0]["error"]
   assert results[1]["label"] == "squamous_cell_carcinoma"
   assert list(results[1]["probabilities"]) == names
   assert results[1]["probabilities"]["squamous_cell_carcinoma"] > 0.99
-  table = predict.render(results, model_lib.class_names_of(predict.load(str(path))))
+  table = inference.render(results, ctdist_layers.class_names_of(saved.load(str(path))))
   header = table.splitlines()[0].split()
   assert header[2:] == names  # columns in the model's order
 
@@ -232,16 +245,16 @@ def test_early_stopping_restores_the_best_epoch(tmp_path, small_data_dir, monkey
   # depend on how training goes: with patience 1 the third epoch stops the phase, and
   # model.keras must hold the weights validated at epoch 2, not the last ones.
   script, snapshots = [1.0, 0.5, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1], []
-  real_validate = loop.Trainer._validate
+  real_validate = trainer_lib.Trainer._validate
 
   def scripted(self):
     snapshots.append([np.array(w) for w in self.model.get_weights()])
     _, accuracy = real_validate(self)
     return script[len(snapshots) - 1], accuracy
-  monkeypatch.setattr(loop.Trainer, "_validate", scripted)
+  monkeypatch.setattr(trainer_lib.Trainer, "_validate", scripted)
   opts = _opts(tmp_path, small_data_dir, head_epochs=0, finetune_epochs=8,
                finetune_layers=-1, finetune_lr=1e-3, patience=1)
-  train.run(opts, strategy_lib.make_strategy("cpu"))
+  training_run.run(opts, strategy_lib.make_strategy("cpu"))
   history = json.loads((tmp_path / "run" / "history.json").read_text())
   assert [h["val_loss"] for h in history] == [1.0, 0.5, 0.9]
   saved = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
@@ -252,13 +265,37 @@ def test_early_stopping_restores_the_best_epoch(tmp_path, small_data_dir, monkey
   assert any(not np.array_equal(a, b) for a, b in zip(snapshots[1], snapshots[2]))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("phase,script", [("finetune", [1.0, np.nan, np.nan]),
+                                          ("head", [np.nan, np.inf])])
+def test_a_phase_without_a_finite_validation_loss_stops_the_run(
+    tmp_path, small_data_dir, monkeypatch, phase, script):
+  # Before: the head kept its last weights silently, and a diverged fine-tune restored the
+  # head's best weights (best/ held only those) and reported them as the fine-tune's.
+  real_validate = trainer_lib.Trainer._validate
+  calls = []
+
+  def scripted(self):
+    _, accuracy = real_validate(self)
+    calls.append(1)
+    return script[len(calls) - 1], accuracy
+  monkeypatch.setattr(trainer_lib.Trainer, "_validate", scripted)
+  opts = _opts(tmp_path, small_data_dir, head_epochs=1 if phase == "finetune" else 2,
+               finetune_epochs=2 if phase == "finetune" else 1, patience=5)
+  with pytest.raises(state.DivergedError,
+                     match=f"the {phase} phase diverged: its validation loss was NaN or "
+                           f"infinite in every epoch \\(1 to 2\\); lower --{phase}_lr"):
+    training_run.run(opts, strategy_lib.make_strategy("cpu"))
+  assert not (tmp_path / "run" / "model.keras").exists()
+
+
 def test_balanced_class_weights_by_hand():
   # The Kaggle train split: 195 adenocarcinoma, 115 large cell, 148 normal, 155 squamous;
   # weight = 613 / (4 x count).
-  assert train.balanced_weights([195, 115, 148, 155]) == pytest.approx(
+  assert inputs.balanced_weights([195, 115, 148, 155]) == pytest.approx(
       (613 / 780, 613 / 460, 613 / 592, 613 / 620))
   with pytest.raises(ValueError, match=r"\[3.0, 0.0\] include an empty class"):
-    train.balanced_weights([3, 0])
+    inputs.balanced_weights([3, 0])
 
 
 @pytest.mark.parametrize("head_epochs", [0, 1])
@@ -266,9 +303,9 @@ def test_each_phase_is_entered_once(tmp_path, small_data_dir, monkeypatch, head_
   # Entering a phase twice built a second optimizer and changed the run's numbers (the
   # demo recipe's first epoch: loss 1.3865 instead of 1.3864).
   entered = []
-  real_enter = loop.Trainer.enter_phase
-  monkeypatch.setattr(loop.Trainer, "enter_phase",
-                      lambda self, phase: (entered.append(phase), real_enter(self, phase))[1])
-  train.run(_opts(tmp_path, small_data_dir, head_epochs=head_epochs),
+  real_enter = trainer_lib.Trainer.enter_phase
+  monkeypatch.setattr(trainer_lib.Trainer, "enter_phase",
+                      lambda self, phase: (entered.append(phase.name), real_enter(self, phase))[1])
+  training_run.run(_opts(tmp_path, small_data_dir, head_epochs=head_epochs),
             strategy_lib.make_strategy("cpu"))
   assert entered == ["head", "finetune"]

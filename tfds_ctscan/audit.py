@@ -3,6 +3,8 @@
 Run: python -m tfds_ctscan.audit DIR [--json PATH]
 DIR is Data/, the folder above it, or the downloaded zip. Uses the builder's own
 scanning and hashing code, so the audit reports what `tfds build` will write.
+Exit status: 0 clean, 1 when images are unreadable (listed), 2 on a mistake (no such
+folder, not the Kaggle layout, a corrupt zip), with one `error:` line.
 """
 
 import collections
@@ -80,19 +82,33 @@ def _define_flags():
   flags.DEFINE_string("json", None, "Also write the audit as JSON to this path.")
 
 
+def _fail(error: Exception) -> None:
+  """A user's mistake: one line, exit status 2 (as every ctdist command)."""
+  print(f"error: {error}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _extract(zip_path: pathlib.Path, into: str) -> None:
+  try:
+    with zipfile.ZipFile(zip_path) as z:
+      z.extractall(into)
+  except (zipfile.BadZipFile, EOFError) as e:
+    raise layout.LayoutError(f"{zip_path}: not a readable zip ({e}); download it again or "
+                             "pass the unpacked folder") from e
+
+
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError("usage: python -m tfds_ctscan.audit DIR_OR_ZIP [--json PATH]")
   source = pathlib.Path(argv[1])
   with tempfile.TemporaryDirectory() as tmp:
-    if source.suffix == ".zip" and source.is_file():
-      with zipfile.ZipFile(source) as z:
-        z.extractall(tmp)
-      source = pathlib.Path(tmp)
     try:
+      if source.suffix == ".zip" and source.is_file():
+        _extract(source, tmp)
+        source = pathlib.Path(tmp)
       result = scan.scan(layout.find_data_root(source))
     except layout.LayoutError as e:
-      sys.exit(f"error: {e}")
+      _fail(e)
     rep = report(result)
   print(render(rep))
   if flags.FLAGS.json:

@@ -11,6 +11,8 @@ vessels and noise. The class is a finding a CNN can learn:
 import io
 import json
 import pathlib
+import shutil
+import sys
 
 from absl import app
 from absl import flags
@@ -35,6 +37,10 @@ KAGGLE_COUNTS = {
 LEAK_FRACTION = 0.15
 # Written beside Data/: where each image's finding was drawn.
 FINDINGS_FILE = "findings.json"
+
+
+class ExistingDataError(FileExistsError):
+  """OUT_DIR/Data holds data tfds_ctscan.synthetic did not write."""
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
@@ -211,9 +217,27 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
   Returns:
     The path of the `Data/` folder; beside it FINDINGS_FILE holds the box of each
     image's finding (`read_findings`).
+
+  Raises:
+    ExistingDataError: `out_dir/Data` exists and is not an earlier synthetic dataset
+      (a re-run replaces one that is, whole: no file of the old one stays).
   """
-  counts = counts or KAGGLE_COUNTS
-  data = pathlib.Path(out_dir) / "Data"
+  out = pathlib.Path(out_dir)
+  if (out / "Data").exists() and not (out / FINDINGS_FILE).exists():
+    raise ExistingDataError(f"{out / 'Data'} exists and was not written by "
+                            "tfds_ctscan.synthetic; give an empty or new OUT_DIR")
+  tmp = out / ".synthetic.tmp"  # written whole, then swapped in
+  shutil.rmtree(tmp, ignore_errors=True)
+  _write(tmp / "Data", seed, counts or KAGGLE_COUNTS, size_range, threads)
+  shutil.rmtree(out / "Data", ignore_errors=True)
+  (tmp / "Data").replace(out / "Data")
+  (tmp / FINDINGS_FILE).replace(out / FINDINGS_FILE)
+  tmp.rmdir()
+  return out / "Data"
+
+
+def _write(data: pathlib.Path, seed: int, counts: dict, size_range: tuple[int, int],
+           threads: int | None) -> None:
   jobs, leak_slots = [], []
   for split in layout.SPLITS:
     for label, n in counts.get(split, {}).items():
@@ -241,14 +265,17 @@ def write_kaggle_layout(out_dir: pathlib.Path | str, seed: int = 0,
   for folder, i in leak_slots:
     source = train_normals[int(rng.integers(len(train_normals)))]
     (folder / f"{i:04d}{source.suffix}").write_bytes(source.read_bytes())
-  return data
 
 
 def main(argv):
   """`python -m tfds_ctscan.synthetic OUT_DIR [--seed=N]`: writes OUT_DIR/Data/."""
   if len(argv) != 2:
     raise app.UsageError("usage: python -m tfds_ctscan.synthetic OUT_DIR [--seed=N]")
-  data = write_kaggle_layout(argv[1], seed=flags.FLAGS.seed)
+  try:
+    data = write_kaggle_layout(argv[1], seed=flags.FLAGS.seed)
+  except ExistingDataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(f"wrote synthetic Kaggle layout to {data}")
 
 

@@ -1,0 +1,1 @@
+"""Measurements behind `python -m ctdist.bench`: each returns plain dicts, asserts nothing."""

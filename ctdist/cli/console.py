@@ -1,0 +1,115 @@
+"""What a user's terminal shows: ctdist's own lines, TensorFlow's noise only with -v.
+
+Imported first by every entry module: TensorFlow reads TF_CPP_MIN_LOG_LEVEL once,
+when it loads, before absl has parsed any flag, so the level is chosen here from
+the command line's -v/--verbosity (absl's own flag, read, never redefined).
+"""
+
+import logging as py_logging
+import os
+import sys
+
+from absl import logging
+
+from ctdist.config import flagtree
+
+_PACKAGES = ("ctdist", "tfds_ctscan")
+# TFDS warns so about the folder it is about to build into.
+_TFDS_EMPTY_VARIANT = "Variant folder %s has no %s"
+
+
+def verbosity_requested(argv: list[str]) -> int:
+  """The value of absl's -v/--verbosity in `argv` (0 if absent or unreadable)."""
+  for i, arg in enumerate(argv):
+    for name in ("-v", "--v", "--verbosity"):
+      value = None
+      if arg.startswith(name + "="):
+        value = arg.split("=", 1)[1]
+      elif arg == name and i + 1 < len(argv):
+        value = argv[i + 1]
+      if value is not None:
+        try:
+          return int(value)
+        except ValueError:
+          return 0
+  return 0
+
+
+def _import_tensorflow_quietly() -> None:
+  """Loads TensorFlow with file descriptor 2 pointed at /dev/null: its shared
+  libraries print notices while loading ("Could not find cuda drivers", "All log
+  messages before absl::InitializeLog()") that no environment variable hides.
+  An import error is still raised, and printed, after stderr is back."""
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  try:
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+# Without -v: C++ INFO, WARNING and ERROR notices (oneDNN banners, cuInit on a
+# machine without a GPU) are hidden. A value the user exported wins.
+if verbosity_requested(sys.argv) < 1 and "tensorflow" not in sys.modules:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  _import_tensorflow_quietly()
+
+
+class _OwnLines(py_logging.Filter):
+  """Passes ctdist's and tfds_ctscan's records, and anyone's warnings and errors."""
+
+  def filter(self, record):
+    path = record.pathname.replace(os.sep, "/")
+    own = any(f"/{p}/" in path for p in _PACKAGES)
+    if record.msg == _TFDS_EMPTY_VARIANT:  # before every first build: not a problem
+      return False
+    return own or record.levelno >= py_logging.WARNING
+
+
+class _Plain(py_logging.Formatter):
+  """The message alone; warnings and errors say so."""
+
+  def format(self, record):
+    message = record.getMessage()
+    if record.levelno >= py_logging.WARNING:
+      message = f"{record.levelname.lower()}: {message}"
+    if record.exc_info:
+      message += "\n" + self.formatException(record.exc_info)
+    return message
+
+
+def setup(verbosity: int) -> None:
+  """Plain progress lines at the default verbosity; absl's full format with -v 1."""
+  if verbosity >= 1:
+    return
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
+  handler = logging.get_absl_handler()
+  handler.setFormatter(_Plain())
+  handler.addFilter(_OwnLines())
+  py_logging.getLogger("tensorflow").setLevel(py_logging.ERROR)
+
+
+def options(cls):
+  """The `cls` options tree from the parsed flags; a value a field refuses (its check
+  names it) ends the program as a user's mistake."""
+  try:
+    return flagtree.from_flags(cls)
+  except ValueError as e:
+    fail(e)
+
+
+def fail(error: Exception) -> None:
+  """Ends the program on a user's mistake: its one message, exit status 2."""
+  print(f"error: {error}", file=sys.stderr)
+  sys.exit(2)
+
+
+def note_old_spelling(run) -> None:
+  """One line when a run was named by its model.keras (--model) instead of --model_dir."""
+  if run.model is not None and os.path.basename(run.model) == "model.keras":
+    logging.warning("--model=%s is the old spelling; use --model_dir=%s", run.model,
+                    run.folder)

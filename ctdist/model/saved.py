@@ -1,0 +1,62 @@
+"""A trained model's files: model.keras (loaded in safe mode, by this module alone) and the
+SavedModel for serving, each written through a temporary name."""
+
+import os
+import zipfile
+
+import keras
+import tensorflow as tf
+
+from ctdist.model import layers as ctdist_layers
+
+
+class ModelFileError(ValueError):
+  """A model file that is missing, unreadable, refused by safe mode, or not ctdist's."""
+
+
+def load(path: str, flag: str | None = None) -> keras.Model:
+  """The model in `path` (a .keras file ctdist wrote), in Keras safe mode: a file holding
+  code (a Lambda layer) is refused, never run.
+
+  Args:
+    path: the .keras file.
+    flag: how the user named it (e.g. "--model=PATH"), for the message when it is missing.
+
+  Raises:
+    ModelFileError: missing, not a Keras file, refused by safe mode, or a model without
+      ctdist's output layer (class names); the message names the file.
+  """
+  if not tf.io.gfile.exists(path):
+    if flag:
+      raise ModelFileError(f"{flag}: no such file; pass the model.keras written by "
+                           "ctdist.train, e.g. runs/demo/model/model.keras")
+    raise ModelFileError(f"{path} not found; train first with python -m ctdist.train")
+  try:
+    model = keras.saving.load_model(path, safe_mode=True)
+  except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as e:
+    raise ModelFileError(f"{path}: not a model ctdist can load ({type(e).__name__}: "
+                         f"{str(e)[:300]}); pass the model.keras ctdist.train wrote") from e
+  try:
+    model.get_layer(ctdist_layers.OUTPUT_NAME)
+  except ValueError as e:
+    raise ModelFileError(f"{path}: not a ctdist model (no {ctdist_layers.OUTPUT_NAME!r} "
+                         "layer holding the class names)") from e
+  return model
+
+
+def save(model: keras.Model, path: str) -> None:
+  """`model.save(path)` (a .keras file) through a temporary file in the same folder."""
+  tmp = os.path.join(os.path.dirname(path), ".tmp." + os.path.basename(path))
+  model.save(tmp)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def export(model: keras.Model, path: str) -> None:
+  """`model.export(path)` (a SavedModel) into a temporary folder, then replaces `path`."""
+  tmp = path.rstrip("/") + ".tmp"
+  if tf.io.gfile.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  model.export(tmp, verbose=False)
+  if tf.io.gfile.exists(path):
+    tf.io.gfile.rmtree(path)
+  tf.io.gfile.rename(tmp, path)

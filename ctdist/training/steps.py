@@ -1,0 +1,81 @@
+"""The compiled steps: one training step (augmentation, forward, backward, update) and one
+evaluation step per replica, each inside a `tf.function` that runs `steps` of them per call
+on any strategy."""
+
+import keras
+import tensorflow as tf
+
+from ctdist.config import training as training_config
+from ctdist.training import augment
+
+
+def _loop(strategy, step_fn):
+  @tf.function
+  def run_steps(iterator, steps):
+    for _ in tf.range(steps):
+      strategy.run(step_fn, args=(next(iterator),))
+  return run_steps
+
+
+def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_weights,
+                  opts: training_config.Options, phase_index: int):
+  """(the replica step, a `tf.function(iterator, steps)` running `steps` of them).
+
+  The replica step adds its loss, right answers and count to `sums` (SUM-aggregated
+  variables); `class_weights` ([classes] float32) weigh each example's loss.
+  """
+  global_batch, smoothing = opts.batch_size, opts.schedule.label_smoothing
+  aug, seed = opts.augment, opts.seed
+  num_classes = int(class_weights.shape[0])
+
+  def compute(images, labels, params):
+    # Augmentation, forward, backward and update: one graph, which XLA compiles whole.
+    if params:
+      images = augment.apply(images, params, aug)
+    with tf.GradientTape() as tape:
+      probs = model(images, training=True)
+      per_example = keras.losses.categorical_crossentropy(
+          tf.one_hot(labels, num_classes), tf.cast(probs, tf.float32),
+          label_smoothing=smoothing) * tf.gather(class_weights, labels)
+      loss = tf.reduce_sum(per_example) / global_batch
+      scaled = optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return probs, per_example
+
+  if opts.jit_compile:
+    compute = tf.function(compute, jit_compile=True)
+
+  def step_fn(batch):
+    images = tf.cast(batch["image"], tf.float32)
+    labels = batch["label"]
+    params = {}
+    if aug.enabled:  # drawn outside XLA: see augment.draw
+      replica = tf.distribute.get_replica_context()
+      params = augment.draw(
+          augment.step_seed(seed, phase_index, optimizer.iterations,
+                            replica.replica_id_in_sync_group, replica.num_replicas_in_sync),
+          images, aug)
+    probs, per_example = compute(images, labels, params)
+    sums["loss"].assign_add(tf.reduce_sum(per_example))
+    sums["correct"].assign_add(tf.reduce_sum(tf.cast(
+        tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32)))
+    sums["count"].assign_add(tf.cast(tf.shape(labels)[0], tf.float32))
+
+  return step_fn, _loop(strategy, step_fn)
+
+
+def make_eval_fn(strategy, model: keras.Model, sums: dict):
+  """(the replica step, a `tf.function(iterator, steps)`) of validation: loss and right
+  answers weighted by each example's `weight` (0 for padding)."""
+
+  def step_fn(batch):
+    probs = tf.cast(model(tf.cast(batch["image"], tf.float32), training=False), tf.float32)
+    w = batch["weight"]
+    per_example = keras.losses.sparse_categorical_crossentropy(batch["label"], probs)
+    sums["loss"].assign_add(tf.reduce_sum(per_example * w))
+    sums["correct"].assign_add(tf.reduce_sum(w * tf.cast(tf.equal(
+        tf.argmax(probs, -1, output_type=tf.int32), batch["label"]), tf.float32)))
+    sums["count"].assign_add(tf.reduce_sum(w))
+
+  return step_fn, _loop(strategy, step_fn)

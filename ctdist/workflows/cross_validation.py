@@ -1,0 +1,66 @@
+"""A cross-validation: each fold one resumable training run on its subset of train + valid,
+its held-out part scored after training; then the folds' summary and report."""
+
+import dataclasses
+import os
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ctdist.config import cv as cv_config
+from ctdist.data import builders
+from ctdist.data import cv_plan
+from ctdist.data import subsets
+from ctdist.model import saved
+from ctdist.reporting import writer
+from ctdist.scoring import cv_summary
+from ctdist.scoring import evaluation
+from ctdist.scoring import predictions
+from ctdist.workflows import training_run
+
+
+def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int, strategy=None) -> str:
+  """Trains and scores one fold (resumes an interrupted one, skips a finished one);
+  returns its folder. The held-out part is scored after training, never before."""
+  name = cv_plan.fold_name(plan, index)
+  out = os.path.join(cvo.train.model_dir, name)
+  if tf.io.gfile.exists(predictions.path(out, cv_plan.HELDOUT)):
+    logging.info("%s: done, skipped", name)
+    return out
+  fit, valid, held = cv_plan.fold_parts(plan, index)
+  pool_files = np.asarray(plan["files"])
+  subset = lambda part, idx: subsets.Subset(f"{name}_{part}", cv_plan.POOL,
+                                            tuple(pool_files[idx]))
+  tf.io.gfile.makedirs(out)
+  subset_file = os.path.join(out, "subset.json")
+  subsets.write_subsets(subset_file, subset("train", fit), subset("valid", valid))
+  logging.info("%s: train %d, inner valid %d, held out %d", name, len(fit), len(valid),
+               len(held))
+  keras.backend.clear_session()
+  result = training_run.run(
+      dataclasses.replace(cvo.train, model_dir=out, subset_file=subset_file), strategy)
+  if result:  # the chief
+    model = saved.load(os.path.join(out, "model.keras"))
+    held_out = subsets.Subset(cv_plan.HELDOUT, cv_plan.POOL, tuple(pool_files[held]))
+    evaluation.evaluate(model, b, held_out, out)
+  return out
+
+
+def run(cvo: cv_config.CVOptions, strategy=None) -> dict | None:
+  """Runs every fold (or `cvo.fold` alone); after every fold, the aggregate."""
+  b = builders.builder(cvo.train.data.dataset, cvo.train.data.data_dir, cvo.train.manual_dir)
+  plan = cv_plan.load_or_make_plan(b, cvo)
+  total = cvo.folds * cvo.repeats
+  if cvo.fold >= total or cvo.fold < -1:
+    raise cv_plan.CVError(f"--fold={cvo.fold}; expected -1 (all) or 0 .. {total - 1}")
+  if cvo.fold >= 0:
+    run_fold(cvo, b, plan, cvo.fold, strategy)
+    return None
+  for index in range(total):
+    run_fold(cvo, b, plan, index, strategy)
+  summary = cv_summary.aggregate(cvo.train.model_dir)
+  if cvo.train.report:
+    writer.write(cvo.train.model_dir, b)
+  return summary
