@@ -37,7 +37,7 @@ demo: $(VENV)/.installed
 # Lint (ruff.toml), then two pytest workers: while one traces a graph (one core), the
 # other computes.
 test: lint
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

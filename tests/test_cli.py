@@ -4,6 +4,7 @@ them: subprocesses, exit codes, printed JSON, files written."""
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -20,28 +21,66 @@ from tfds_ctscan import layout
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run(*args, timeout=600):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+def _run(*args, timeout=600, **env_changes):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="", **env_changes)
+  env = {k: v for k, v in env.items() if v is not None}
   return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
-  """One small training through the CLI, SavedModel exported, temperature calibrated;
-  the dataset is built by train itself from the Kaggle-layout folder given as
-  --manual_dir."""
+  """One small training through the CLI, SavedModel exported, temperature calibrated,
+  progress every 2 steps, the decoded images cached on disk in a temporary folder; the
+  dataset is built by train itself from the Kaggle-layout folder given as --manual_dir.
+  Its terminal is kept in train.log, its TMPDIR is tmp/."""
   root = tmp_path_factory.mktemp("cli")
   manual = pathlib.Path(small_data_dir).parent / "manual"
   out = root / "run"
+  (root / "tmp").mkdir()
   done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={root / 'tfds'}",
               f"--manual_dir={manual}", f"--model_dir={out}", "--weights=none",
               "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
-              "--finetune_layers=5", "--export", "--calibrate", timeout=900)
+              "--finetune_layers=5", "--export", "--calibrate", "--log_every_steps=2",
+              "--cache=disk", timeout=900, TMPDIR=str(root / "tmp"))
+  (root / "train.log").write_text(done.stderr)
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"building tfds_ctscan/kaggle in {root / 'tfds'}" in done.stderr
   assert "built tfds_ctscan/kaggle: test 13, train 16, valid 5" in done.stderr
   return out
+
+
+@pytest.mark.slow
+def test_progress_lines_every_n_steps_and_the_disk_cache_is_removed_at_exit(run_dir):
+  log = (run_dir.parent / "train.log").read_text()
+  # 16 training images / batch 4 = 4 steps an epoch: a line at step 2 of each phase's
+  # epoch, none at step 4 (the epoch's own line follows).
+  for phase in ("head", "finetune"):
+    assert re.search(rf"^{phase} epoch 1/1 step 2/4: loss [\d.]+ acc [\d.]+ \| "
+                     r"[\d.]+ images/s \| epoch ETA \d\d:\d\d:\d\d$", log, re.M), log
+    assert f"{phase} epoch 1/1 step 4/4" not in log
+  cache = re.search(r"cache disk in (\S+)", log)
+  assert cache and cache.group(1).startswith(str(run_dir.parent / "tmp" / "ctdist_cache_"))
+  assert not os.path.exists(cache.group(1))
+  assert not list((run_dir.parent / "tmp").iterdir())
+
+
+# Native (C++) and absl-format lines: TensorFlow's own, not ctdist's.
+NATIVE = re.compile(r"^[IWE]\d{4} ", re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags,level,loud", [
+    ([], None, False),      # the default: ctdist's lines only
+    (["-v", "1"], None, True),  # TensorFlow's logs back
+    ([], "0", True)])       # a level the user exported is TensorFlow's to apply
+def test_tensorflows_logs_only_when_asked(run_dir, small_data_dir, flags, level, loud):
+  image = _image(small_data_dir, "test/normal/*")
+  done = _run("ctdist.predict", f"--model_dir={run_dir}", "--json", str(image), *flags,
+              TF_CPP_MIN_LOG_LEVEL=level)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert bool(NATIVE.search(done.stderr)) == loud, done.stderr
+  assert json.loads(done.stdout)[0]["file"] == str(image)
 
 
 def _image(small_data_dir, rel) -> pathlib.Path:
@@ -149,6 +188,19 @@ def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir
   loaded = tf.saved_model.load(str(copy / "saved_model"))  # kept: serve needs its variables
   np.testing.assert_allclose(np.asarray(loaded.serve(tf.constant(images))),
                              calibrated(images).numpy(), atol=1e-5)
+  # Other splits: fitted on test (13 images), scored on valid (5); from temperature 1 again.
+  done = _run("ctdist.calibrate", f"--model_dir={copy}", "--fit_split=test", "--split=valid")
+  assert done.returncode == 0, done.stderr[-3000:]
+  other = json.loads((copy / "calibration.json").read_text())
+  assert other["fit_split"] == "test" and other["test"]["before"]["num_examples"] == 13
+  assert other["valid"]["all"]["before"]["num_examples"] == 5
+  assert other["test"]["after"]["nll"] <= other["test"]["before"]["nll"]  # fitted there
+  assert other["temperature"] != pytest.approx(report["temperature"], rel=1e-3)
+  assert f"temperature {other['temperature']:.3f} (fitted on test)" in done.stdout
+  assert json.loads((copy / "metrics_valid.json").read_text())["temperature"] == (
+      other["temperature"])
+  assert ctdist_layers.temperature_of(keras.saving.load_model(copy / "model.keras")) == (
+      other["temperature"])
   missing = _run("ctdist.calibrate", f"--model_dir={tmp_path / 'nothing'}")
   assert missing.returncode == 2
   assert missing.stderr.strip().splitlines()[-1] == (

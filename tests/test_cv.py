@@ -198,3 +198,50 @@ def test_poisoned_held_out_labels_leave_the_trained_weights_unchanged(cv_data, s
   assert len(clean) == len(dirty)
   for a, b in zip(clean, dirty):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_folds_json_whose_labels_differ_from_the_data_is_refused(cv_data, sequential,
+                                                                 tmp_path):
+  seq, _ = sequential
+  plan = json.loads((seq / "folds.json").read_text())
+  changed = plan["files"][2]
+  plan["labels"][2] = (plan["labels"][2] + 1) % 4  # the same files, one label other
+  out = tmp_path / "cv"
+  out.mkdir()
+  (out / "folds.json").write_text(json.dumps(plan))
+  done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", "--fold=0", *FLAGS)
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      f"error: {out / 'folds.json'} gives 1 file another label than "
+      f"tfds_ctscan/kaggle/")
+  assert changed in done.stderr
+  assert sorted(p.name for p in out.iterdir()) == ["folds.json"]  # nothing trained
+
+
+@pytest.mark.slow
+def test_repeated_cv_draws_new_folds_each_repeat_and_scores_each(cv_data, tmp_path):
+  out = tmp_path / "cv"
+  flags = [f for f in FLAGS if not f.startswith("--folds=")] + ["--folds=2", "--repeats=2"]
+  done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *flags)
+  assert done.returncode == 0, done.stderr[-3000:]
+  plan = json.loads((out / "folds.json").read_text())
+  assert plan["repeats"] == 2 and len(plan["fold_of"]) == 2
+  first, second = (np.array(f) for f in plan["fold_of"])
+  assert set(first) == set(second) == {0, 1}
+  assert (first != second).any()  # another assignment, not the same folds twice
+  for fold_of in (first, second):  # copies stay together in every repeat
+    for g in set(plan["groups"]):
+      assert len({f for f, gg in zip(fold_of, plan["groups"]) if gg == g}) == 1
+  folds = sorted(p.name for p in out.glob("repeat*_fold*"))
+  assert folds == ["repeat0_fold0", "repeat0_fold1", "repeat1_fold0", "repeat1_fold1"]
+  assert all((out / f / "model.keras").exists() for f in folds)
+  summary = json.loads((out / "cv_summary.json").read_text())
+  assert [f["fold"] for f in summary["per_fold"]] == folds
+  assert len(summary["out_of_fold"]) == 2
+  for r, oof in enumerate(summary["out_of_fold"]):
+    assert oof["all"]["num_examples"] == len(plan["files"])
+    saved = json.loads((out / f"predictions_out_of_fold_repeat{r}.json").read_text())
+    assert sorted(e["file_name"] for e in saved["examples"]) == sorted(plan["files"])
+  assert "out-of-fold (repeat 1, " in done.stdout
+  assert "ensemble of 4 fold models on test" in done.stdout

@@ -154,3 +154,61 @@ exit 0
   assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05, grace_s=5,
                               timeout_s=1.0) == 1
   assert "after --timeout=1 s: hung" in capsys.readouterr().err
+
+
+# A stand-in for Slurm's srun: NTASKS tasks on this machine, each with the variables a
+# real job step gives its tasks, each task's output in task<i>.log; its status is the
+# last failing task's (srun's is the highest; here one status is enough).
+FAKE_SRUN = """#!/bin/bash
+pids=()
+for i in $(seq 0 $((NTASKS - 1))); do
+  SLURM_PROCID=$i SLURM_STEP_NUM_TASKS=$NTASKS SLURM_STEP_NODELIST=localhost \\
+    SLURM_STEP_TASKS_PER_NODE=$NTASKS "$@" > "$TASK_LOGS/task$i.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for p in "${pids[@]}"; do wait "$p" || status=$?; done
+exit $status
+"""
+
+
+def _sbatch(tmp_path, data_dir, model_dir, *flags, tasks=2, timeout=900):
+  """`bash launch/slurm.sbatch FLAGS` as Slurm would run it, srun faked on PATH."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir(exist_ok=True)
+  (bin_dir / "srun").write_text(FAKE_SRUN)
+  (bin_dir / "srun").chmod(0o755)
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  env = dict(_env(tmp_path), PATH=f"{bin_dir}:{pathlib.Path(sys.executable).parent}:"
+             f"{os.environ['PATH']}", NTASKS=str(tasks), TASK_LOGS=str(tmp_path),
+             SLURM_JOB_ID="4242", DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir),
+             CTDIST_PORT=str(port))
+  done = subprocess.run(["bash", "launch/slurm.sbatch", *flags], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  logs = [(tmp_path / f"task{i}.log").read_text() for i in range(tasks)]
+  return done, logs, port
+
+
+@pytest.mark.slow
+def test_the_slurm_job_trains_one_worker_per_task(tmp_path, small_data_dir):
+  model_dir = tmp_path / "run"
+  done, logs, port = _sbatch(tmp_path, small_data_dir, model_dir, *TRAIN_FLAGS,
+                             "--head_epochs=0", "--finetune_epochs=1", "--log_every_steps=0")
+  assert done.returncode == 0, done.stderr + "\n".join(log[-3000:] for log in logs)
+  sums = [re.search(r"(worker-\d): final weights checksum (\w+)", log) for log in logs]
+  assert [s.group(1) for s in sums] == ["worker-0", "worker-1"], logs
+  assert sums[0].group(2) == sums[1].group(2)  # one model, trained in step
+  cluster = json.loads((model_dir / "options.json").read_text())
+  assert cluster["batch_size"] == 4  # the flags after the file name win
+  assert f"localhost:{port}" in logs[0] and f"localhost:{port + 1}" in logs[0]
+  assert (model_dir / "model.keras").exists() and (model_dir / "metrics.json").exists()
+  # A mistake in the flags: every task ends with status 2, and so does the job.
+  done, logs, _ = _sbatch(tmp_path, small_data_dir, tmp_path / "bad", *TRAIN_FLAGS,
+                          "--steps_per_loop=0", timeout=300)
+  assert done.returncode == 2, logs
+  assert all(log.strip().splitlines()[-1] == "error: --steps_per_loop=0; use 1 or more"
+             for log in logs), logs

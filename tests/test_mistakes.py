@@ -150,6 +150,9 @@ CASES = {
     "local_cluster_bad_flag": Case(["launch.local_cluster", "--workers=2", "--",
                                     *TRAIN[1:], "--steps_per_loop=0"],
                                    "--steps_per_loop=0; use 1 or more", NEW),
+    "slurm_worker_outside_slurm": Case(["launch.slurm_worker", "--", *TRAIN[1:]],
+                                       "not set: run this under srun inside a Slurm job",
+                                       NEW),
 }
 
 
@@ -179,7 +182,8 @@ def test_the_table_covers_every_entry_point():
   commands = {p.stem for p in (ROOT / "ctdist").glob("*.py")} - {"__init__"}
   covered = {c.args[0] for c in CASES.values()}
   assert {f"ctdist.{c}" for c in commands} <= covered
-  assert {"tfds_ctscan.audit", "tfds_ctscan.synthetic", "launch.local_cluster"} <= covered
+  launchers = {f"launch.{p.stem}" for p in (ROOT / "launch").glob("*.py")} - {"launch.__init__"}
+  assert {"tfds_ctscan.audit", "tfds_ctscan.synthetic", *launchers} <= covered
   assert json.dumps([c.args for c in CASES.values()])  # plain strings only
 
 

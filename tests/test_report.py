@@ -5,6 +5,8 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from ctdist.training import strategy as strategy_lib
 from ctdist.workflows import training_run
 import pages
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # CI installs Chromium (.ci/run) and sets this: there a missing browser fails the test.
 REQUIRED = os.environ.get("CTDIST_REQUIRE_BROWSER") == "1"
@@ -92,13 +95,39 @@ def test_the_gallery_shows_each_mistake_most_confident_first(planted_dir):
   assert positions == sorted(positions)  # 0.9, then 0.7, then 0.6
 
 
-def test_report_cli_rewrites_it_with_a_smaller_gallery(planted_dir, tmp_path):
+def _report(*args):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+  return subprocess.run([sys.executable, "-m", "ctdist.report", *map(str, args)], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_report_cli_rewrites_it_with_a_smaller_gallery_from_moved_data(planted_dir, tmp_path,
+                                                                       small_data_dir):
   copy = tmp_path / "run"
   shutil.copytree(planted_dir, copy)
   (copy / "report.html").unlink()
-  path = writer.write(str(copy), writer.builder_of(str(copy)), limit=1)
-  page = pages.check_self_contained(pathlib.Path(path).read_text())
-  assert page.figures == 1
+  # The data has moved since training: the run's options.json names a folder now empty.
+  options = json.loads((copy / "options.json").read_text())
+  options["data"]["data_dir"] = str(tmp_path / "moved")
+  (copy / "options.json").write_text(json.dumps(options))
+  done = _report(f"--model_dir={copy}", "--gallery=1")
+  assert done.returncode == 2 and not (copy / "report.html").exists()
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      f"error: dataset 'tfds_ctscan/kaggle' is not built in {tmp_path / 'moved'}")
+  done = _report(f"--model_dir={copy}", "--gallery=1", "--dataset=tfds_ctscan/kaggle",
+                 f"--data_dir={small_data_dir}")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.strip() == str(copy / "report.html")
+  page = pages.check_self_contained((copy / "report.html").read_text())
+  assert page.figures == 1  # of the three planted mistakes
+  # The positional spelling, and --gallery=0: no figure, the count said.
+  (copy / "report.html").unlink()
+  done = _report(copy, "--gallery=0", f"--data_dir={small_data_dir}")
+  assert done.returncode == 0, done.stderr[-3000:]
+  text = (copy / "report.html").read_text()
+  assert pages.check_self_contained(text).figures == 0
+  assert f"{len(PLANTED)} misclassified; the gallery is off (--gallery=0)." in text
 
 
 def test_a_folder_without_a_finished_run_is_named(tmp_path):
