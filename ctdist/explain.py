@@ -14,7 +14,6 @@ import sys
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from ctdist.cli import user_errors
 from ctdist.config import commands as commands_config
@@ -22,6 +21,7 @@ from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.data import examples
 from ctdist.model import saved
+from ctdist.saliency import choice
 from ctdist.saliency import explainers
 from ctdist.saliency import gradcam
 from ctdist.saliency import pointing
@@ -35,37 +35,58 @@ def main(argv):
   o = console.options(commands_config.ExplainOptions)
   if bool(paths) == o.pointing_game:
     raise app.UsageError("give image files, or --pointing_game (not both)")
+  split = o.split.split
   try:
     console.note_old_spelling(o.run)
     model_dir = o.run.folder
     out = o.out or os.path.join(model_dir, "explain")
     model = saved.load(o.run.model_file, o.run.flag)
-    ex = explainers.explainer(model, o.method, o.layer, o.min_map_size)
-    if o.pointing_game:
-      b = builders.builder(*options_file.run_dataset(model_dir, o.data.dataset,
-                                                     o.data.data_dir))
-      result = explainers.pointing_game(ex, b, o.split.split)
+    b, unavailable = _dataset(model_dir, o, required=o.pointing_game)
+    if o.method == "auto":
+      pick = choice.choose(model, b, split, out, o.layer, o.min_map_size, unavailable)
+      if o.pointing_game and pick.game is None:
+        raise pointing.NoImageToScoreError(pick.why)
     else:
-      results = explainers.explain_files(ex, paths, out, o.class_)
+      ex = explainers.explainer(model, o.method, o.layer, o.min_map_size)
+      game = choice.play(ex, b, split, out) if o.pointing_game else None
+      pick = choice.Choice(ex, game, f"--method={o.method}",
+                           {o.method: game} if game else {})
+    if not o.pointing_game:
+      results = explainers.explain_files(pick.explainer, paths, out, o.class_, pick.label())
   except (*user_errors.READING_A_RUN, gradcam.NoFeatureMapError, examples.NoFindingsError,
           pointing.NoImageToScoreError, explainers.UnknownClassError) as e:
     console.fail(e)
   if o.pointing_game:
-    split = o.split.split
-    tf.io.gfile.makedirs(out)
-    suffix = "" if o.method == "gradcam" else f"_{o.method}"
-    atomic.write_json(os.path.join(out, f"pointing_game_{split}{suffix}.json"), result)
-    print(f"{result['dataset']} {split}, {explainers.describe_text(result)}, "
-          f"{result['image_size']} px input; {result['misclassified']} misclassified and "
-          f"{result['without_finding']} without a finding left out")
-    print(pointing.render(result))
+    for game in pick.games.values():
+      print(f"{game['dataset']} {split}, {explainers.describe_text(game)}, "
+            f"{game['image_size']} px input; {game['misclassified']} misclassified and "
+            f"{game['without_finding']} without a finding left out")
+      print(pointing.render(game))
+    print(f"pictures: {explainers.describe_text(explainers.describe(pick.explainer))}; "
+          f"{pick.why}")
     return
   atomic.write_json(os.path.join(out, "explain.json"),
-                    {"model": o.run.model_file, **explainers.describe(ex), "images": results})
-  print(explainers.describe_text(explainers.describe(ex)))
+                    {"model": o.run.model_file, **explainers.describe(pick.explainer),
+                     "label": pick.label(), "why": pick.why, "images": results})
+  print(f"{explainers.describe_text(explainers.describe(pick.explainer))}; {pick.why}")
   print(explainers.render(results))
   if any("error" in r for r in results):
     sys.exit(1)
+
+
+def _dataset(model_dir: str, o, required: bool):
+  """The run's dataset (or --dataset's) and "" - or, when the pictures alone are asked
+  for and it is not built here, None and the reason (the pictures then say they are
+  unchecked). None and "" when no dataset is needed (image files, a named method)."""
+  if not (required or o.method == "auto"):
+    return None, ""
+  try:
+    return builders.builder(*options_file.run_dataset(model_dir, o.data.dataset,
+                                                      o.data.data_dir)), ""
+  except (builders.DatasetNotBuiltError, options_file.NoOptionsError) as e:
+    if required:
+      raise
+    return None, str(e).split(";")[0]
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 terminal shows ctdist's lines and a user's mistake ends in one message."""
 
 import json
+import logging
 import math
 import os
 import pathlib
@@ -9,17 +10,22 @@ import re
 import subprocess
 import sys
 
+from PIL import Image
 import pytest
 
 from ctdist.cli import console
 from ctdist.config import commands as commands_config
 from ctdist.model import inference
+from ctdist.saliency import choice
 import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Native and absl notices a user should not see without -v.
-NOISE = re.compile(r"^[IWE]\d{4} |oneDNN|cuInit|absl::InitializeLog|cuda drivers|Traceback",
-                   re.MULTILINE)
+# Native and absl notices a user should not see without -v; TFDS's and TensorFlow's
+# INFO lines (as the issue saw them from a clone in a folder named ctdist).
+NOISE = re.compile(r"^[IWE]\d{4} |oneDNN|cuInit|absl::InitializeLog|cuda drivers|Traceback|"
+                   r"Sharding callback duration|Constructing tf\.data\.Dataset|"
+                   r"Creating a tf\.data\.Dataset|Load dataset info from|Generating dataset|"
+                   r"Done writing", re.MULTILINE)
 
 
 def _env():
@@ -83,6 +89,23 @@ def test_batch_larger_than_the_data_is_a_users_mistake(tmp_path, small_data_dir)
   assert done.returncode == 2, done.stderr[-2000:]
   assert "global batch 32 is larger than the 16 training examples" in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def _record(path: str, level: int = logging.INFO) -> logging.LogRecord:
+  return logging.LogRecord("absl", level, path, 1, "a line", None, None)
+
+
+def test_only_ctdists_own_info_lines_pass_wherever_the_clone_lives(tmp_path):
+  own = console._OwnLines()  # pylint: disable=protected-access
+  assert own.filter(_record(console.__file__))
+  assert own.filter(_record(str(ROOT / "tfds_ctscan" / "audit.py")))
+  # A clone in a folder named ctdist: its venv's TFDS and TensorFlow are not ctdist.
+  for path in (ROOT / ".venv/lib/python3.11/site-packages/tensorflow_datasets/core/reader.py",
+               "/home/u/ctdist/.venv/lib/python3.11/site-packages/tensorflow/python/"
+               "checkpoint/functional_saver.py",
+               "/home/u/tfds_ctscan/x.py"):
+    assert not own.filter(_record(str(path)))
+    assert own.filter(_record(str(path), logging.WARNING))  # anyone's warnings pass
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -161,7 +184,27 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
   # of a side, so 1 to 3 cells a side, 1/16 to 9/16 of the map (0.176 measured).
   assert 1 / 16 <= game["chance"] <= 9 / 16
   assert f"{game['hits']}/{game['images']} peaks inside the finding's box" in done.stdout
-  page = pages.check_self_contained((run / "model" / "report.html").read_text())
+  # The pictures (the two overlays, the report's gallery) use the map that passes the
+  # pointing game, Grad-CAM first, and say which it is and its score.
+  games = {m: json.loads(f.read_text()) for m, f in (
+      ("gradcam", run / "model" / "explain" / "pointing_game_test.json"),
+      ("occlusion", run / "model" / "explain" / "pointing_game_test_occlusion.json"))
+      if f.exists()}
+  expected = next((m for m, g in games.items() if choice.passes(g)), "gradcam")
+  assert explained["method"] == expected, (explained["why"], games)
+  assert ("occlusion" in games) == (not choice.passes(games["gradcam"]))
+  shown = games[expected]
+  assert explained["label"].endswith(
+      f"pointing game {shown['share']:.2f} vs chance {shown['chance']:.2f}: "
+      + ("passes" if choice.passes(shown) else "FAILS"))
+  for r in explained["images"]:
+    width, height = Image.open(r["files"]["overlay"]).size
+    assert height > width  # the caption strip under the square overlay
+  assert f"{explained['why']}" in done.stdout
+  report = (run / "model" / "report.html").read_text()
+  drawn = "Grad-CAM" if expected == "gradcam" else "occlusion"
+  assert f"The pictures below</b>: {drawn}" in report
+  page = pages.check_self_contained(report)
   assert page.figures == min(commands_config.GALLERY, sum(
       1 for e in scored["examples"]
       if max(range(4), key=lambda k: e["probabilities"][k]) != e["label"]))

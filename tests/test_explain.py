@@ -15,8 +15,12 @@ import pytest
 
 from ctdist.model import layers as ctdist_layers
 from ctdist.model import resnet
+from ctdist.model import saved
+from ctdist.saliency import choice
+from ctdist.saliency import explainers
 from ctdist.saliency import gradcam
 from ctdist.saliency import occlusion
+from ctdist.saliency import overlay
 from ctdist.saliency import pointing
 import sanity
 
@@ -256,3 +260,73 @@ def test_explain_cli_refuses_a_model_without_a_convolution(tmp_path):
   done = _run("ctdist.explain", f"--model={path}", image, timeout=300)
   assert done.returncode == 2
   assert "error: model 'flat' has no convolutional layer" in done.stderr
+
+
+class _Builder:
+  """What choice.choose reads of a TFDS builder: its name and whether it has findings."""
+
+  def __init__(self, findings: bool):
+    self.info = type("Info", (), {"full_name": "toy/1.0.0",
+                                  "features": {"findings": 1} if findings else {}})()
+
+
+def _game(method: str, share: float, low: float, chance: float = 0.2) -> dict:
+  return {"dataset": "toy/1.0.0", "split": "test", "method": method, "layer": "base/conv1",
+          "map_size": [32, 32], "patch": 6, "stride": 2, "image_size": 32, "examples": 10,
+          "without_finding": 0, "misclassified": 0, "empty_maps": 0, "images": 10,
+          "hits": round(share * 10), "share": share, "chance": chance,
+          "interval": {"value": share, "low": low, "high": min(1.0, share + 0.2)},
+          "per_class": {}}
+
+
+@pytest.mark.parametrize("gradcam_low,occlusion_low,expected,played", [
+    (0.3, None, "gradcam", ["gradcam"]),                  # Grad-CAM passes: kept
+    (0.1, 0.5, "occlusion", ["gradcam", "occlusion"]),    # fails: occlusion, which passes
+    (0.1, 0.15, "gradcam", ["gradcam", "occlusion"])])    # neither: Grad-CAM, said so
+def test_the_pictures_use_the_map_that_passes_the_pointing_game(
+    toy, tmp_path, monkeypatch, gradcam_low, occlusion_low, expected, played):
+  calls = []
+
+  def scripted(ex, b, split):
+    method = explainers.describe(ex)["method"]
+    calls.append(method)
+    low = gradcam_low if method == "gradcam" else occlusion_low
+    return _game(method, low + 0.1, low)
+
+  monkeypatch.setattr(explainers, "pointing_game", scripted)
+  pick = choice.choose(toy["model"], _Builder(True), "test", str(tmp_path))
+  assert pick.method == expected and calls == played and list(pick.games) == played
+  assert pick.label().startswith("Grad-CAM - " if expected == "gradcam" else "occlusion - ")
+  assert pick.label().endswith("passes" if occlusion_low != 0.15 else "FAILS")
+  if expected == "gradcam" and len(played) == 2:
+    assert pick.why.startswith("neither map passes the pointing game on test")
+  # Kept beside the run with the weights' checksum: asked again, nothing is played again...
+  assert choice.choose(toy["model"], _Builder(True), "test", str(tmp_path)).method == expected
+  assert calls == played
+  kept = json.loads((tmp_path / "pointing_game_test.json").read_text())
+  assert kept["weights_checksum"] == saved.weights_checksum(toy["model"])
+  # ...until the weights change.
+  kept["weights_checksum"] = "0" * 16
+  (tmp_path / "pointing_game_test.json").write_text(json.dumps(kept))
+  choice.choose(toy["model"], _Builder(True), "test", str(tmp_path))
+  assert calls == played + ["gradcam"]
+
+
+def test_without_drawn_findings_the_pictures_say_they_are_unchecked(toy, tmp_path):
+  pick = choice.choose(toy["model"], _Builder(False), "test", str(tmp_path))
+  assert pick.method == "gradcam" and pick.game is None and not pick.games
+  assert pick.label() == "Grad-CAM - pointing game not played"
+  assert "toy/1.0.0 has no drawn findings" in pick.why
+  assert not list(tmp_path.iterdir())
+
+
+def test_the_caption_is_written_under_the_picture():
+  picture = np.full((224, 224, 3), 128, np.uint8)
+  out = overlay.caption(picture, "occlusion - pointing game 0.98 vs chance 0.18: passes")
+  assert out.shape[1:] == (224, 3) and out.shape[0] > 224
+  np.testing.assert_array_equal(out[:224], picture)
+  strip = out[224:]
+  assert (strip < 64).any() and (strip == 255).mean() > 0.5  # dark text on white
+  # Too long for one line at this width: wrapped, not cut.
+  assert overlay.caption(picture[:, :112], "occlusion - pointing game 0.98 vs chance "
+                         "0.18: passes").shape[0] > out.shape[0]

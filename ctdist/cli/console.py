@@ -5,6 +5,7 @@ when it loads, before absl has parsed any flag, so the level is chosen here from
 the command line's -v/--verbosity (absl's own flag, read, never redefined).
 """
 
+import importlib.util
 import logging as py_logging
 import os
 import sys
@@ -52,18 +53,37 @@ def _import_tensorflow_quietly() -> None:
 
 
 # Without -v: C++ INFO, WARNING and ERROR notices (oneDNN banners, cuInit on a
-# machine without a GPU) are hidden. A value the user exported wins.
-if verbosity_requested(sys.argv) < 1 and "tensorflow" not in sys.modules:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# machine without a GPU) are hidden. A level the user exported is TensorFlow's to
+# apply, from the first notice on: nothing is hidden from them then.
+if (verbosity_requested(sys.argv) < 1 and "tensorflow" not in sys.modules
+    and "TF_CPP_MIN_LOG_LEVEL" not in os.environ):
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
   _import_tensorflow_quietly()
 
 
+def _package_dirs() -> tuple[str, ...]:
+  """The folders ctdist and tfds_ctscan are imported from, each ending in a separator."""
+  dirs = []
+  for name in _PACKAGES:
+    spec = importlib.util.find_spec(name)
+    dirs += [os.path.join(os.path.realpath(d), "") for d in spec.submodule_search_locations]
+  return tuple(dirs)
+
+
 class _OwnLines(py_logging.Filter):
-  """Passes ctdist's and tfds_ctscan's records, and anyone's warnings and errors."""
+  """Passes ctdist's and tfds_ctscan's records, and anyone's warnings and errors.
+
+  A record is ctdist's when its source file lies in ctdist's own folder: not when its
+  path merely holds "/ctdist/" (a clone named ctdist has its venv, TFDS and TensorFlow
+  included, below such a folder: their INFO lines, "Constructing tf.data.Dataset…",
+  "Sharding callback duration…", passed for ctdist's)."""
+
+  def __init__(self):
+    super().__init__()
+    self.dirs = _package_dirs()
 
   def filter(self, record):
-    path = record.pathname.replace(os.sep, "/")
-    own = any(f"/{p}/" in path for p in _PACKAGES)
+    own = os.path.realpath(record.pathname).startswith(self.dirs)
     if record.msg == _TFDS_EMPTY_VARIANT:  # before every first build: not a problem
       return False
     return own or record.levelno >= py_logging.WARNING

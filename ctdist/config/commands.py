@@ -8,7 +8,9 @@ from ctdist.config import shared
 
 option = flagtree.option
 group = flagtree.group
-METHODS = ("gradcam", "occlusion")  # how ctdist.explain draws a map
+# How ctdist.explain draws a map; auto: the one that passes the pointing game
+# (saliency.choice).
+METHODS = ("auto", "gradcam", "occlusion")
 # The smallest feature map Grad-CAM's default layer may have: ResNet50's last block at
 # 224 px gives 7 x 7 (the map of the Grad-CAM paper); at the demo's 32 px that block is
 # 1 x 1 (no "where" left), so a shallower block is explained (saliency.gradcam).
@@ -52,8 +54,11 @@ class ExplainOptions:
       "folder).")
   class_: str | None = option(None, "Class to explain (default: the predicted one).",
                               flag="class")
-  method: str = option("gradcam", "gradcam, or occlusion (slow, model-agnostic: the "
-                       "probability drop when a square is covered).", choices=METHODS)
+  method: str = option(
+      "auto", "auto: Grad-CAM where it passes the pointing game on the run's data, else "
+      "occlusion where that passes (played once, kept in explain/); gradcam; or occlusion "
+      "(slow, model-agnostic: the probability drop when a square is covered).",
+      choices=METHODS)
   layer: str | None = option(
       None, "Grad-CAM layer, e.g. conv5_block3_out (default: the deepest with a map of at "
       "least --min_map_size a side).")

@@ -58,10 +58,20 @@ def load_or_make_plan(b, cvo: cv_config.CVOptions) -> dict:
     if changed:
       raise CVError(f"{root} holds a cross-validation with other folds: {', '.join(changed)}; "
                     "use its flags or another --model_dir")
-    names = examples.file_names(b, POOL)
+    names, labels = examples.file_names_and_labels(b, POOL)
     if sorted(names.tolist()) != sorted(plan["files"]):
       raise CVError(f"{path} lists other files than {b.info.full_name} {POOL} holds now; "
                     "the dataset was rebuilt: use another --model_dir")
+    now = dict(zip(names.tolist(), labels.tolist()))
+    class_names = b.info.features["label"].names
+    relabelled = [f"{n} ({class_names[was]} -> {class_names[now[n]]})"
+                  for n, was in zip(plan["files"], plan["labels"]) if now[n] != was]
+    if relabelled:
+      files = f"{len(relabelled)} file{'s' * (len(relabelled) > 1)}"
+      raise CVError(f"{path} gives {files} another label than {b.info.full_name} {POOL} "
+                    f"holds now: {', '.join(relabelled[:5])}"
+                    + (", ..." if len(relabelled) > 5 else "")
+                    + "; the dataset was rebuilt: use another --model_dir")
     return plan
   names, labels, groups = pool(b)
   plan = make_plan(names, labels, groups, cvo, list(b.info.features["label"].names))

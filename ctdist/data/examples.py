@@ -25,6 +25,14 @@ def file_names(b, split: "str | subsets.Subset") -> np.ndarray:
       lambda ex: ex["file_name"]).as_numpy_iterator()], dtype=str)
 
 
+def file_names_and_labels(b, split: "str | subsets.Subset") -> tuple[np.ndarray, np.ndarray]:
+  """The split's file names and label indices, in `eval_dataset`'s order."""
+  pairs = list(records.read(b, split, 1, 0).map(
+      lambda ex: (ex["file_name"], ex["label"])).as_numpy_iterator())
+  return (np.array([n.decode() for n, _ in pairs], dtype=str),
+          np.array([int(label) for _, label in pairs], dtype=np.int64))
+
+
 def leaked_count(b, split: "str | subsets.Subset") -> int:
   """Examples of `split` flagged as copies of an earlier split's images."""
   return int(sum(records.read(b, split, 1, 0).map(lambda ex: tf.cast(ex["leaked"], tf.int32))

@@ -1,10 +1,12 @@
 """A trained model's files: model.keras (loaded in safe mode, by this module alone) and the
 SavedModel for serving, each written through a temporary name."""
 
+import hashlib
 import os
 import zipfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ctdist.model import layers as ctdist_layers
@@ -60,3 +62,12 @@ def export(model: keras.Model, path: str) -> None:
   if tf.io.gfile.exists(path):
     tf.io.gfile.rmtree(path)
   tf.io.gfile.rename(tmp, path)
+
+
+def weights_checksum(model: keras.Model) -> str:
+  """SHA-1 of every weight's bytes: equal on every worker of a synchronous run, and the
+  key under which results computed from these weights are kept."""
+  h = hashlib.sha1()
+  for w in model.get_weights():
+    h.update(np.ascontiguousarray(w).tobytes())
+  return h.hexdigest()[:16]

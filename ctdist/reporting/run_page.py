@@ -10,6 +10,7 @@ from ctdist.model import saved
 from ctdist.reporting import gallery
 from ctdist.reporting import html
 from ctdist.reporting import sections
+from ctdist.saliency import choice
 from ctdist.scoring import metrics
 from ctdist.scoring import predictions
 from ctdist.store import run_files
@@ -80,7 +81,8 @@ def run_report(model_dir: str, b=None, limit: int = commands_config.GALLERY) -> 
       model_dir, split, report, result.get("calibration"))))
   if b:
     model = saved.load(os.path.join(model_dir, "model.keras"))
-    body = gallery.pointing_line(model, b, split) + gallery.misclassified([model], p, b, limit)
+    pick = choice.choose(model, b, split, os.path.join(model_dir, "explain"))
+    body = gallery.choice_line(pick, split) + gallery.misclassified([model], p, b, limit, pick)
   else:
     body = '<p class="warn">dataset not available: no images</p>'
   parts.append(html.section("gallery", f"Misclassified {split} images", body))

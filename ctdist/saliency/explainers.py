@@ -50,10 +50,11 @@ def describe_text(d: dict) -> str:
   return f"Grad-CAM at {d['layer']} ({d['map_size'][0]}x{d['map_size'][1]} map)"
 
 
-def explain_files(ex, paths: list[str], out_dir: str,
-                  class_name: str | None = None) -> list[dict]:
+def explain_files(ex, paths: list[str], out_dir: str, class_name: str | None = None,
+                  label: str | None = None) -> list[dict]:
   """Writes <stem>_input.png, <stem>_heatmap.png and <stem>_overlay.png per image into
-  `out_dir` and returns one result per path: the explained class, probabilities, the
+  `out_dir` (`label`, e.g. the method and its pointing-game score, written under the
+  overlay) and returns one result per path: the explained class, probabilities, the
   map's peak and the files written, or {file, error} for an unreadable image (the others
   go on)."""
   class_names = ctdist_layers.class_names_of(ex.model)
@@ -78,8 +79,11 @@ def explain_files(ex, paths: list[str], out_dir: str,
     for kind, picture in (("input", image), ("heatmap", overlay.heat(cams[0])),
                           ("overlay", overlay.blend(image, cams[0]))):
       written[kind] = os.path.join(out_dir, f"{stem}_{kind}.png")
+      picture = overlay.enlarge(picture)
+      if kind == "overlay" and label:
+        picture = overlay.caption(picture, label)
       with tf.io.gfile.GFile(written[kind], "wb") as f:
-        f.write(overlay.png(overlay.enlarge(picture)))
+        f.write(overlay.png(picture))
     results.append({
         "file": path, "predicted": class_names[int(probs[0].argmax())],
         "explained": class_names[int(explained[0])],

@@ -1,4 +1,5 @@
-"""Grad-CAM maps as pictures: a colour heat map, its blend over the image, PNG bytes."""
+"""Maps as pictures: a colour heat map, its blend over the image, a caption strip saying
+what drew it, PNG bytes."""
 
 import io
 
@@ -8,6 +9,8 @@ matplotlib.use("Agg")
 from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
 import numpy as np
 from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
 
 # Pictures are enlarged to at least this many pixels a side (nearest neighbour: the
 # pixels the model saw, not invented detail); a 32 px input is shown at 224.
@@ -37,3 +40,22 @@ def png(image: np.ndarray) -> bytes:
   buf = io.BytesIO()
   Image.fromarray(image).save(buf, "PNG")
   return buf.getvalue()
+
+
+def caption(image: np.ndarray, text: str) -> np.ndarray:
+  """`image` (H x W x 3 uint8) above a white strip holding `text` in black, wrapped to the
+  image's width: what a picture shows travels with it."""
+  font = ImageFont.load_default()
+  width, line_height = image.shape[1], 13
+  lines = [""]
+  for word in text.split():
+    trial = f"{lines[-1]} {word}".strip()
+    if lines[-1] and font.getlength(trial) > width - 8:
+      lines.append(word)
+    else:
+      lines[-1] = trial
+  strip = Image.new("RGB", (width, 6 + line_height * len(lines)), "white")
+  draw = ImageDraw.Draw(strip)
+  for i, line in enumerate(lines):
+    draw.text((4, 3 + line_height * i), line, fill="black", font=font)
+  return np.concatenate([image, np.asarray(strip)], axis=0)

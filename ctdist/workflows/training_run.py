@@ -6,14 +6,12 @@ model.keras and the SavedModel, calibrate if asked, evaluate, write metrics and 
   training_run.run(training.from_flat(model_dir="runs/a", head_epochs=2))
 """
 
-import hashlib
 import os
 import shutil
 import time
 
 from absl import logging
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ctdist.config import training as training_config
@@ -40,14 +38,6 @@ from ctdist.training import inputs
 from ctdist.training import state
 from ctdist.training import strategy as strategy_lib
 from ctdist.training import trainer as trainer_lib
-
-
-def weights_checksum(model: keras.Model) -> str:
-  """SHA-1 of every weight's bytes: equal on every worker of a synchronous run."""
-  h = hashlib.sha1()
-  for w in model.get_weights():
-    h.update(np.ascontiguousarray(w).tobytes())
-  return h.hexdigest()[:16]
 
 
 def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None = None) -> dict:
@@ -109,7 +99,7 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
                                 loss_scaling=precision == "mixed_float16")
   history = trainer.run()
   logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
-               weights_checksum(model))
+               saved.weights_checksum(model))
   return _finish(opts, strategy, model, b, history, chief, valid_split,
                  {"strategy": type(strategy).__name__, "replicas": replicas,
                   "workers": plan.input_pipelines, "precision": precision,
