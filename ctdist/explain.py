@@ -42,6 +42,8 @@ def main(argv):
     out = o.out or os.path.join(model_dir, "explain")
     model = saved.load(o.run.model_file, o.run.flag)
     b, unavailable = _dataset(model_dir, o, required=o.pointing_game)
+    if o.pointing_game:
+      examples.check_findings(b)
     if o.method == "auto":
       pick = choice.choose(model, b, split, out, o.layer, o.min_map_size, unavailable)
       if o.pointing_game and pick.game is None:

@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfds_ctscan import synthetic
+from ctdist.data import examples
 from ctdist.model import layers  # noqa: F401  registers ctdist's layers for load_model
 import pages
 
@@ -29,7 +30,8 @@ COUNTS = {
 }
 FLAGS = ["--dataset=tfds_ctscan/kaggle", "--weights=none", "--image_size=32", "--batch_size=4",
          "--head_epochs=0", "--finetune_epochs=1", "--finetune_layers=5", "--noexport",
-         "--deterministic", "--folds=3", "--inner_parts=2", "--seed=5"]
+         "--deterministic", "--folds=2", "--repeats=2", "--inner_parts=2", "--seed=5"]
+FOLDS = ["repeat0_fold0", "repeat0_fold1", "repeat1_fold0", "repeat1_fold1"]  # 2 x 2
 
 
 def _build(manual: pathlib.Path, data_dir: pathlib.Path) -> None:
@@ -79,55 +81,59 @@ def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data,
   on_disk = sorted(p.relative_to(manual).as_posix() for split in ("train", "valid")
                    for p in (manual / split).glob("*/*"))
   assert sorted(plan["files"]) == on_disk  # the pool is train + valid, every file
-  fold_of = dict(zip(plan["files"], plan["fold_of"][0]))
-  # Copies found independently (same decoded pixels on disk) share a fold.
+  # Copies found independently (same decoded pixels on disk) share a fold, in each repeat.
   by_digest = {}
   for name in on_disk:
     by_digest.setdefault(_pixels_digest(manual / name), []).append(name)
   copies = [names for names in by_digest.values() if len(names) > 1]
   assert len(copies) >= 2
-  for names in copies:
-    assert len({fold_of[n] for n in names}) == 1, names
-  held_out = []
-  for k in range(3):
-    fold = out / f"repeat0_fold{k}"
-    subsets = json.loads((fold / "subset.json").read_text())
-    trained = set(subsets["train"]["files"]) | set(subsets["valid"]["files"])
-    held = {n for n, f in fold_of.items() if f == k}
-    assert not trained & held and trained | held == set(on_disk)
-    heldout = json.loads((fold / "predictions_heldout.json").read_text())
-    assert sorted(e["file_name"] for e in heldout["examples"]) == sorted(held)
-    held_out += [e["file_name"] for e in heldout["examples"]]
-  assert sorted(held_out) == on_disk  # every pool image predicted once, out of fold
+  assert plan["repeats"] == 2 and len(plan["fold_of"]) == 2
+  assert plan["fold_of"][0] != plan["fold_of"][1]  # a repeat draws other folds
   summary = json.loads((out / "cv_summary.json").read_text())
-  assert len(summary["per_fold"]) == 3
-  assert summary["out_of_fold"][0]["all"]["num_examples"] == len(on_disk)
-  # The ensemble is the mean of the three fold models' test probabilities.
-  tests = [json.loads((out / f"repeat0_fold{k}" / "predictions_test.json").read_text())
-           for k in range(3)]
+  assert [f["fold"] for f in summary["per_fold"]] == FOLDS
+  for r in range(2):
+    fold_of = dict(zip(plan["files"], plan["fold_of"][r]))
+    for names in copies:
+      assert len({fold_of[n] for n in names}) == 1, names
+    held_out = []
+    for k in range(2):
+      fold = out / f"repeat{r}_fold{k}"
+      subsets = json.loads((fold / "subset.json").read_text())
+      trained = set(subsets["train"]["files"]) | set(subsets["valid"]["files"])
+      held = {n for n, f in fold_of.items() if f == k}
+      assert not trained & held and trained | held == set(on_disk)
+      heldout = json.loads((fold / "predictions_heldout.json").read_text())
+      assert sorted(e["file_name"] for e in heldout["examples"]) == sorted(held)
+      held_out += [e["file_name"] for e in heldout["examples"]]
+    assert sorted(held_out) == on_disk  # every pool image predicted once a repeat
+    # Out-of-fold: every pool image, once per repeat; intervals resample copies together.
+    assert summary["out_of_fold"][r]["all"]["num_examples"] == len(on_disk)
+    oof = json.loads((out / f"predictions_out_of_fold_repeat{r}.json").read_text())["examples"]
+    assert sorted(e["file_name"] for e in oof) == on_disk
+    group_of = {e["file_name"]: e["group"] for e in oof}
+    assert len(set(group_of.values())) == len(by_digest)
+    for names in copies:
+      assert len({group_of[n] for n in names}) == 1, names
+  assert len(summary["out_of_fold"]) == 2 and "out-of-fold (repeat 1, " in done.stdout
+  # The ensemble is the mean of the four fold models' test probabilities.
+  tests = [json.loads((out / f / "predictions_test.json").read_text()) for f in FOLDS]
   by_file = [{e["file_name"]: e["probabilities"] for e in t["examples"]} for t in tests]
   ensemble = json.loads((out / "predictions_test_ensemble.json").read_text())
   assert len(ensemble["examples"]) == 9
   for e in ensemble["examples"]:
     np.testing.assert_allclose(e["probabilities"],
                                np.mean([b[e["file_name"]] for b in by_file], axis=0), atol=1e-7)
-  assert "ensemble of 3 fold models on test: accuracy" in done.stdout
+  assert "ensemble of 4 fold models on test: accuracy" in done.stdout
   # The cv report: every section; one figure per image the ensemble got wrong.
   page = pages.check_self_contained((out / "report.html").read_text())
   assert page.figures == sum(
       1 for e in ensemble["examples"] if int(np.argmax(e["probabilities"])) != e["label"])
-  assert all((out / f"repeat0_fold{k}" / "report.html").exists() for k in range(3))
+  assert all((out / f / "report.html").exists() for f in FOLDS)
   # Each fold validated on its own inner part, not on the dataset's valid split.
-  for k in range(3):
-    inner = json.loads((out / f"repeat0_fold{k}" / "subset.json").read_text())["valid"]["files"]
-    assert f"repeat0_fold{k}_valid input: one pipeline" in done.stderr
+  for f in FOLDS:
+    inner = json.loads((out / f / "subset.json").read_text())["valid"]["files"]
+    assert f"{f}_valid input: one pipeline" in done.stderr
     assert f"{-(-len(inner) // 4)} validation steps" in done.stderr  # batch 4
-  # Out-of-fold intervals resample the pool's copies together: one group per image.
-  oof = json.loads((out / "predictions_out_of_fold_repeat0.json").read_text())["examples"]
-  group_of = {e["file_name"]: e["group"] for e in oof}
-  assert len(set(group_of.values())) == len(by_digest)
-  for names in copies:
-    assert len({group_of[n] for n in names}) == 1, names
 
 
 @pytest.mark.slow
@@ -135,16 +141,17 @@ def test_fold_by_fold_then_aggregate_reproduces_the_sequential_run(cv_data, sequ
                                                                   tmp_path):
   seq, _ = sequential
   out = tmp_path / "jobs"
-  for k in range(3):
+  for k in range(4):
     done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", f"--fold={k}", *FLAGS)
     assert done.returncode == 0, done.stderr[-3000:]
     if k == 0:
       early = _cv("aggregate", out)
       assert early.returncode == 2
       assert early.stderr.strip().splitlines()[-1] == (
-          f"error: 2 of 3 folds are not finished in {out}: repeat0_fold1 (--fold=1), "
-          "repeat0_fold2 (--fold=2); run them (python -m ctdist.cv ... --fold=i) and "
-          "aggregate again; nothing is averaged over missing folds")
+          f"error: 3 of 4 folds are not finished in {out}: repeat0_fold1 (--fold=1), "
+          "repeat1_fold0 (--fold=2), repeat1_fold1 (--fold=3); run them (python -m "
+          "ctdist.cv ... --fold=i) and aggregate again; nothing is averaged over missing "
+          "folds")
   done = _cv("aggregate", out)
   assert done.returncode == 0, done.stderr[-3000:]
   a, b = (json.loads((d / "cv_summary.json").read_text()) for d in (seq, out))
@@ -153,11 +160,11 @@ def test_fold_by_fold_then_aggregate_reproduces_the_sequential_run(cv_data, sequ
   # Re-running skips finished folds.
   again = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stderr.count("done, skipped") == 3
+  assert again.stderr.count("done, skipped") == 4
   other = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS, "--folds=4")
   assert other.returncode == 2
   assert other.stderr.strip().splitlines()[-1] == (
-      f"error: {out} holds a cross-validation with other folds: --folds=3 -> 4; use its "
+      f"error: {out} holds a cross-validation with other folds: --folds=2 -> 4; use its "
       "flags or another --model_dir")
 
 
@@ -184,7 +191,13 @@ def test_poisoned_held_out_labels_leave_the_trained_weights_unchanged(cv_data, s
   _build(poisoned, tmp_path / "tfds")
   out = tmp_path / "cv"
   out.mkdir()
-  plan["files"] = [renamed.get(n, n) for n in plan["files"]]  # the same folds
+  plan["files"] = [renamed.get(n, n) for n in plan["files"]]  # the same folds...
+  # ...with the labels the data now holds (a re-run checks them).
+  names, labels = examples.file_names_and_labels(
+      tfds.builder("tfds_ctscan/kaggle", data_dir=str(tmp_path / "tfds")), "train+valid")
+  now = dict(zip(names.tolist(), labels.tolist()))
+  assert sum(now[n] != was for n, was in zip(plan["files"], plan["labels"])) == len(held)
+  plan["labels"] = [now[n] for n in plan["files"]]
   (out / "folds.json").write_text(json.dumps(plan))
   done = _cv(f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={out}", "--fold=0", *FLAGS)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -217,31 +230,3 @@ def test_a_folds_json_whose_labels_differ_from_the_data_is_refused(cv_data, sequ
       f"tfds_ctscan/kaggle/")
   assert changed in done.stderr
   assert sorted(p.name for p in out.iterdir()) == ["folds.json"]  # nothing trained
-
-
-@pytest.mark.slow
-def test_repeated_cv_draws_new_folds_each_repeat_and_scores_each(cv_data, tmp_path):
-  out = tmp_path / "cv"
-  flags = [f for f in FLAGS if not f.startswith("--folds=")] + ["--folds=2", "--repeats=2"]
-  done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *flags)
-  assert done.returncode == 0, done.stderr[-3000:]
-  plan = json.loads((out / "folds.json").read_text())
-  assert plan["repeats"] == 2 and len(plan["fold_of"]) == 2
-  first, second = (np.array(f) for f in plan["fold_of"])
-  assert set(first) == set(second) == {0, 1}
-  assert (first != second).any()  # another assignment, not the same folds twice
-  for fold_of in (first, second):  # copies stay together in every repeat
-    for g in set(plan["groups"]):
-      assert len({f for f, gg in zip(fold_of, plan["groups"]) if gg == g}) == 1
-  folds = sorted(p.name for p in out.glob("repeat*_fold*"))
-  assert folds == ["repeat0_fold0", "repeat0_fold1", "repeat1_fold0", "repeat1_fold1"]
-  assert all((out / f / "model.keras").exists() for f in folds)
-  summary = json.loads((out / "cv_summary.json").read_text())
-  assert [f["fold"] for f in summary["per_fold"]] == folds
-  assert len(summary["out_of_fold"]) == 2
-  for r, oof in enumerate(summary["out_of_fold"]):
-    assert oof["all"]["num_examples"] == len(plan["files"])
-    saved = json.loads((out / f"predictions_out_of_fold_repeat{r}.json").read_text())
-    assert sorted(e["file_name"] for e in saved["examples"]) == sorted(plan["files"])
-  assert "out-of-fold (repeat 1, " in done.stdout
-  assert "ensemble of 4 fold models on test" in done.stdout

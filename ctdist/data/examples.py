@@ -66,6 +66,15 @@ class NoFindingsError(ValueError):
   """The dataset records no finding boxes."""
 
 
+def check_findings(b) -> None:
+  """Raises NoFindingsError unless the dataset records where its findings were drawn."""
+  if "findings" not in b.info.features:
+    raise NoFindingsError(
+        f"dataset {b.info.full_name} records no finding boxes (no 'findings' feature): "
+        "the pointing game needs tfds_ctscan/synthetic, whose boxes say where each "
+        "finding was drawn")
+
+
 def annotated_examples(b, split: "str | subsets.Subset", image_size: int):
   """(file name, resized image, label, finding boxes K x 4) of every example of `split`,
   in `eval_dataset`'s order; the boxes are (ymin, xmin, ymax, xmax) fractions, none for
@@ -74,11 +83,7 @@ def annotated_examples(b, split: "str | subsets.Subset", image_size: int):
   Raises:
     NoFindingsError: the dataset has no `findings` feature.
   """
-  if "findings" not in b.info.features:
-    raise NoFindingsError(
-        f"dataset {b.info.full_name} records no finding boxes (no 'findings' feature): "
-        "the pointing game needs tfds_ctscan/synthetic, whose boxes say where each "
-        "finding was drawn")
+  check_findings(b)
   ds = records.read(b, split, 1, 0).map(
       lambda ex: (ex["file_name"], pipeline.decode_and_resize(ex["image"], image_size),
                   tf.cast(ex["label"], tf.int32), ex["findings"]))

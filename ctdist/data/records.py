@@ -45,9 +45,16 @@ def read(b, split, num_shards: int, shard: int) -> tf.data.Dataset:
   if files_sharded(b, split, num_shards):
     read_config = tfds.ReadConfig(input_context=tf.distribute.InputContext(
         num_input_pipelines=num_shards, input_pipeline_id=shard))
-  ds = b.as_dataset(split=split.split if isinstance(split, subsets.Subset) else split,
-                    shuffle_files=False, read_config=read_config,
-                    decoders={"image": tfds.decode.SkipDecoding()})
+  # A pool such as "train+valid" is read split after split: TFDS would interleave the
+  # splits' files, and the order of a subset's records would then depend on how many
+  # records of other files come first (a cv fold's batches would change when a held-out
+  # file is renamed). Each split's own order is TFDS's, by hashed file name.
+  names = (split.split if isinstance(split, subsets.Subset) else split).split("+")
+  ds = None
+  for name in names:
+    part = b.as_dataset(split=name, shuffle_files=False, read_config=read_config,
+                        decoders={"image": tfds.decode.SkipDecoding()})
+    ds = part if ds is None else ds.concatenate(part)
   if isinstance(split, subsets.Subset):
     listed = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(split.files, tf.string), tf.ones(len(split.files), tf.int32)), 0)
