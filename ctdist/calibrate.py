@@ -43,8 +43,13 @@ def main(argv):
     builders.check_split(b, split)
     if isinstance(fit_split, str):  # a subset file's valid part is a Subset
       builders.check_split(b, fit_split, "--fit_split")
+    if str(fit_split) == split:
+      raise calibration.SameSplitError(
+          f"--fit_split={fit_split} and --split={split}: a temperature scored on the images "
+          "it was fitted on says nothing of new ones; score another split (e.g. --split=test)")
     report = calibration.calibrate(model, b, fit_split, split, o.batch.batch_size)
-  except (*user_errors.READING_A_RUN, subsets.SubsetError, calibration.EmptySplitError) as e:
+  except (*user_errors.READING_A_RUN, subsets.SubsetError, calibration.EmptySplitError,
+          calibration.SameSplitError) as e:
     console.fail(e)
   export = tf.io.gfile.exists(os.path.join(model_dir, "saved_model"))
   calibration.write(model, report, model_dir, export)

@@ -84,6 +84,9 @@ NEW = ("{tmp}/new",)
 CASES = {
     "train_steps_per_loop_0": Case([*TRAIN, "--steps_per_loop=0"],
                                    "--steps_per_loop=0; use 1 or more", NEW),
+    "train_calibrated_on_the_eval_split": Case(
+        [*TRAIN, "--calibrate", "--eval_split=valid"],
+        "--calibrate fits the temperature on valid and --eval_split=valid", NEW),
     "train_negative_log_every": Case([*TRAIN, "--log_every_steps=-1"],
                                      "--log_every_steps=-1; use 0 (off) or more", NEW),
     "train_image_size_16": Case([*TRAIN, "--image_size=16"],
@@ -128,6 +131,10 @@ CASES = {
     "calibrate_bogus_fit_split": Case(["ctdist.calibrate", "--model_dir={good}",
                                        "--fit_split=bogus"], "--fit_split=bogus",
                                       ("{good}/calibration.json",)),
+    "calibrate_on_the_scored_split": Case(["ctdist.calibrate", "--model_dir={good}",
+                                           "--fit_split=valid", "--split=valid"],
+                                          "--fit_split=valid and --split=valid",
+                                          ("{good}/calibration.json",)),
     "report_unfinished_run": Case(["ctdist.report", "--model_dir={good}"],
                                   "{good}/metrics.json not found", ("{good}/report.html",)),
     "report_corrupt_metrics": Case(["ctdist.report", "--model_dir={bad_metrics}"],

@@ -144,6 +144,9 @@ class Options:
     for name in ("log_every_steps", "checkpoint_every_steps"):
       if getattr(self, name) < 0:
         raise ValueError(f"--{name}={getattr(self, name)}; use 0 (off) or more")
+    if self.calibrate and self.eval_split == "valid" and self.subset_file is None:
+      raise ValueError("--calibrate fits the temperature on valid and --eval_split=valid "
+                       "would score it on the same images; use --eval_split=test")
 
 
 def from_flat(**values) -> Options:

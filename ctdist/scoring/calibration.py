@@ -14,6 +14,10 @@ from ctdist.store import atomic
 from ctdist.store import run_files
 
 
+class SameSplitError(ValueError):
+  """The temperature would be scored on the split it is fitted on."""
+
+
 class EmptySplitError(ValueError):
   """A split with no example to fit a temperature on."""
 
