@@ -17,11 +17,9 @@ def predict_files(model: keras.Model, paths: list[str]) -> list[dict]:
   class_names = ctdist_layers.class_names_of(model)
   size = int(model.input_shape[1])
   results = []
-  for path in paths:
-    try:
-      image = image_files.read_input(path, size)
-    except image_files.READ_ERRORS as e:
-      results.append({"file": path, "error": str(e)})
+  for path, image, error in image_files.read_each(paths, size):
+    if error:
+      results.append({"file": path, "error": error})
       continue
     probs = np.asarray(model(tf.cast(image, tf.float32)[None], training=False))[0]
     results.append({"file": path, "label": class_names[int(probs.argmax())],

@@ -63,11 +63,9 @@ def explain_files(ex, paths: list[str], out_dir: str, class_name: str | None = N
   size = int(ex.model.input_shape[1])
   tf.io.gfile.makedirs(out_dir)
   results, stems = [], set()
-  for path in paths:
-    try:
-      image = image_files.read_input(path, size)
-    except image_files.READ_ERRORS as e:
-      results.append({"file": path, "error": str(e)})
+  for path, image, error in image_files.read_each(paths, size):
+    if error:
+      results.append({"file": path, "error": error})
       continue
     target = None if class_name is None else [class_names.index(class_name)]
     cams, probs, explained = ex.maps(image[None], target)
