@@ -51,8 +51,7 @@ def main(argv):
     else:
       ex = explainers.explainer(model, o.method, o.layer, o.min_map_size)
       game = choice.play(ex, b, split, out) if o.pointing_game else None
-      pick = choice.Choice(ex, game, f"--method={o.method}",
-                           {o.method: game} if game else {})
+      pick = choice.Choice(ex, f"--method={o.method}", {o.method: game} if game else {})
     if not o.pointing_game:
       results = explainers.explain_files(pick.explainer, paths, out, o.class_, pick.label())
   except (*user_errors.READING_A_RUN, gradcam.NoFeatureMapError, examples.NoFindingsError,

@@ -21,8 +21,7 @@ def class_counts(b, split: "str | subsets.Subset") -> np.ndarray:
 
 def file_names(b, split: "str | subsets.Subset") -> np.ndarray:
   """The split's file names (e.g. `test/normal/0020.png`), in `eval_dataset`'s order."""
-  return np.array([n.decode() for n in records.read(b, split, 1, 0).map(
-      lambda ex: ex["file_name"]).as_numpy_iterator()], dtype=str)
+  return file_names_and_labels(b, split)[0]
 
 
 def file_names_and_labels(b, split: "str | subsets.Subset") -> tuple[np.ndarray, np.ndarray]:

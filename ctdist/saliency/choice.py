@@ -10,7 +10,6 @@ cannot be checked: the pictures are Grad-CAM's and say that they are unchecked.
 """
 
 import dataclasses
-import json
 import os
 
 import keras
@@ -21,6 +20,7 @@ from ctdist.model import saved
 from ctdist.saliency import explainers
 from ctdist.saliency import pointing
 from ctdist.store import atomic
+from ctdist.store import run_files
 
 RULE = "95 % interval above chance"
 
@@ -40,16 +40,12 @@ def game_file(out_dir: str, split: str, method: str) -> str:
 def play(ex, b, split: str, out_dir: str) -> dict:
   """`ex`'s pointing game on `split`: the one kept in `out_dir` if it was played on these
   weights, else played now and kept."""
-  method = explainers.describe(ex)["method"]
-  path = game_file(out_dir, split, method)
+  path = game_file(out_dir, split, explainers.describe(ex)["method"])
   checksum = saved.weights_checksum(ex.model)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      kept = json.load(f)
-    if kept.get("weights_checksum") == checksum and kept.get("dataset") == b.info.full_name:
-      return kept
-  game = {**explainers.pointing_game(ex, b, split), "weights_checksum": checksum,
-          "passes": None}
+  kept = run_files.read_json(out_dir, os.path.basename(path), {})
+  if kept.get("weights_checksum") == checksum and kept.get("dataset") == b.info.full_name:
+    return kept
+  game = {**explainers.pointing_game(ex, b, split), "weights_checksum": checksum}
   game["passes"] = passes(game)
   tf.io.gfile.makedirs(out_dir)
   atomic.write_json(path, game)
@@ -58,16 +54,20 @@ def play(ex, b, split: str, out_dir: str) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-  """The explainer the pictures use, its pointing game (None: not played), why, and every
-  game played to choose (by method)."""
+  """The explainer the pictures use, why, and every pointing game played to choose it
+  (by method; none when no game could be played)."""
   explainer: object
-  game: dict | None
   why: str
   games: dict = dataclasses.field(default_factory=dict)
 
   @property
   def method(self) -> str:
     return explainers.describe(self.explainer)["method"]
+
+  @property
+  def game(self) -> dict | None:
+    """The pointing game of the method the pictures use (None: not played)."""
+    return self.games.get(self.method)
 
   def label(self) -> str:
     """One short line written on each picture: the method and its pointing-game score."""
@@ -91,23 +91,23 @@ def choose(model: keras.Model, b, split: str, out_dir: str, layer: str | None = 
   says why) or has no findings. `why` says which case it was."""
   gradcam = explainers.explainer(model, "gradcam", layer, min_size)
   if b is None:
-    return Choice(gradcam, None, f"pointing game not played: {unavailable}")
+    return Choice(gradcam, f"pointing game not played: {unavailable}")
   if "findings" not in b.info.features:
-    return Choice(gradcam, None, f"pointing game not played: {b.info.full_name} has no "
+    return Choice(gradcam, f"pointing game not played: {b.info.full_name} has no "
                   "drawn findings to check the map against")
   try:
     gc = play(gradcam, b, split, out_dir)
   except pointing.NoImageToScoreError as e:
-    return Choice(gradcam, None, f"pointing game not played: {e}")
+    return Choice(gradcam, f"pointing game not played: {e}")
   if passes(gc):
-    return Choice(gradcam, gc, f"Grad-CAM passes the pointing game on {split} "
+    return Choice(gradcam, f"Grad-CAM passes the pointing game on {split} "
                   f"({_score(gc)})", {"gradcam": gc})
   occluder = explainers.explainer(model, "occlusion")
   oc = play(occluder, b, split, out_dir)
   games = {"gradcam": gc, "occlusion": oc}
   if passes(oc):
-    return Choice(occluder, oc, f"Grad-CAM fails the pointing game on {split} "
+    return Choice(occluder, f"Grad-CAM fails the pointing game on {split} "
                   f"({_score(gc)}); occlusion passes ({_score(oc)})", games)
-  return Choice(gradcam, gc, f"neither map passes the pointing game on {split} (Grad-CAM "
+  return Choice(gradcam, f"neither map passes the pointing game on {split} (Grad-CAM "
                 f"{_score(gc)}; occlusion {_score(oc)}): the pictures are Grad-CAM's",
                 games)
