@@ -74,4 +74,4 @@ def _run(name: str, opts: bench_config.BenchOptions) -> dict:
 
 if __name__ == "__main__":
   flagtree.define_flags(bench_config.BenchOptions)
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

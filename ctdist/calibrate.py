@@ -21,6 +21,7 @@ from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.data import subsets
 from ctdist.model import saved
+from ctdist.model import serving
 from ctdist.scoring import calibration
 from ctdist.scoring import evaluation
 from ctdist.store import options_file
@@ -51,15 +52,17 @@ def main(argv):
   except (*user_errors.READING_A_RUN, subsets.SubsetError, calibration.EmptySplitError,
           calibration.SameSplitError) as e:
     console.fail(e)
-  export = tf.io.gfile.exists(os.path.join(model_dir, "saved_model"))
-  calibration.write(model, report, model_dir, export)
+  calibration.write(model, report, model_dir)
+  exported = None
+  if tf.io.gfile.exists(os.path.join(model_dir, run_files.SAVED_MODEL)):
+    exported = serving.export(model, os.path.join(model_dir, run_files.SAVED_MODEL))
   # The split's metrics and predictions, now from the calibrated model.
   evaluation.evaluate(model, b, split, model_dir, o.batch.batch_size)
   print(calibration.render(report, split))
   logging.info("wrote %s, model.keras%s and metrics_%s.json", run_files.CALIBRATION,
-               ", saved_model" if export else "", split)
+               f", {exported}" if exported else "", split)
 
 
 if __name__ == "__main__":
   flagtree.define_flags(commands_config.CalibrateOptions)
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

@@ -38,4 +38,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flagtree.define_flags(commands_config.CompareOptions)
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

@@ -54,7 +54,7 @@ def main_aggregate(argv):
 
 if __name__ == "__main__":
   if len(sys.argv) > 1 and sys.argv[1] == "aggregate":
-    app.run(main_aggregate)
+    app.run(main_aggregate, flags_parser=console.parse_flags)
   else:
     flagtree.define_flags(cv_config.CVOptions)
-    app.run(main)
+    app.run(main, flags_parser=console.parse_flags)

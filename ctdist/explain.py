@@ -92,4 +92,4 @@ def _dataset(model_dir: str, o, required: bool):
 
 if __name__ == "__main__":
   flagtree.define_flags(commands_config.ExplainOptions)
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

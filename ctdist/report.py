@@ -16,6 +16,7 @@ from absl import flags
 from ctdist.cli import user_errors
 from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
+from ctdist.reporting import model_card
 from ctdist.reporting import writer
 
 
@@ -28,10 +29,12 @@ def main(argv):
     folder = argv[1] if len(argv) == 2 else o.run.folder
     b = writer.builder_of(folder, o.data.dataset, o.data.data_dir)
     print(writer.write(folder, b, o.gallery))
+    if not writer.is_cv(folder):
+      print(model_card.write(folder, b))
   except user_errors.READING_A_RUN as e:
     console.fail(e)
 
 
 if __name__ == "__main__":
   flagtree.define_flags(commands_config.ReportOptions)
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

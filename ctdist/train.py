@@ -28,4 +28,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flagtree.define_flags(training_config.Options)
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

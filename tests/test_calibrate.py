@@ -71,7 +71,7 @@ def test_calibrate_fits_on_valid_and_the_model_then_outputs_scaled_probabilities
   # Calibrating again starts from the uncalibrated model: the same temperature.
   assert calibrate.calibrate(m, b, "valid", "test", 8)["temperature"] == pytest.approx(t)
   # Saved: model.keras carries the temperature to ctdist.predict.
-  calibrate.write(m, report, str(tmp_path), export=False)
+  calibrate.write(m, report, str(tmp_path))
   assert json.loads((tmp_path / run_files.CALIBRATION).read_text())["temperature"] == t
   loaded = saved.load(str(tmp_path / "model.keras"))
   assert ctdist_layers.temperature_of(loaded) == t

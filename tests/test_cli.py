@@ -1,6 +1,7 @@
 """The evaluate and predict command lines and the exported SavedModel, as a user meets
 them: subprocesses, exit codes, printed JSON, files written."""
 
+import base64
 import json
 import os
 import pathlib
@@ -13,9 +14,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from ctdist.model import layers as ctdist_layers
 from ctdist.model import resnet
+from ctdist.model import serving
 from tfds_ctscan import layout
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -147,14 +150,160 @@ def test_predict_cli_json_and_exit_codes(run_dir, small_data_dir, tmp_path):
       f"error: --model={tmp_path / 'none.keras'}: no such file")
 
 
+# Run by `python -I` from another folder (no PYTHONPATH): TensorFlow alone. `import
+# tensorflow` itself imports part of Keras; loading and calling the SavedModel must add
+# nothing from Keras, and nothing of ctdist is ever imported.
+_SERVE_FROM_TENSORFLOW_ALONE = """
+import json, sys
+import tensorflow as tf
+ours = lambda: {m for m in sys.modules if m.split(".")[0] in ("ctdist", "keras", "tfds_ctscan")}
+before = ours()
+infer = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+out = infer(images=tf.constant([open(p, "rb").read() for p in sys.argv[2:]]))
+print(json.dumps({"class_name": [n.decode() for n in out["class_name"].numpy()],
+                  "class_index": out["class_index"].numpy().tolist(),
+                  "probabilities": out["probabilities"].numpy().tolist(),
+                  "imported_by_serving": sorted(ours() - before),
+                  "ctdist": sorted(m for m in ours() if not m.startswith("keras"))}))
+"""
+
+
+def _served_files(small_data_dir, folder: pathlib.Path) -> list[pathlib.Path]:
+  """Test images of every class re-encoded as a user's files may be: PNG 8-bit RGB, grey and
+  RGBA, a 16-bit grey PNG, JPEG RGB and grey; sizes from 40 to 300 px."""
+  sources = [_image(small_data_dir, f"test/{c}/*") for c in
+             ("adenocarcinoma", "large.cell.carcinoma", "normal", "squamous.cell.carcinoma")]
+  grey = [np.asarray(Image.open(p).convert("L")) for p in sources]
+  files = {
+      "rgb.png": Image.open(sources[0]).convert("RGB"),
+      "grey_big.png": Image.fromarray(grey[1]).resize((300, 250)),
+      "rgba.png": Image.open(sources[2]).convert("RGBA"),
+      "grey16.png": Image.fromarray(grey[3].astype(np.uint16) * 257 + 100),
+      "rgb.jpg": Image.open(sources[1]).convert("RGB").resize((83, 57)),
+      "grey.jpg": Image.fromarray(grey[2]),
+  }
+  paths = []
+  for name, image in files.items():
+    image.save(folder / name, **({"quality": 90} if name.endswith(".jpg") else {}))
+    paths.append(folder / name)
+  assert Image.open(folder / "grey16.png").mode == "I;16"
+  return paths
+
+
+def _saved_model(run_dir) -> pathlib.Path:
+  versions = sorted(int(p.name) for p in (run_dir / "saved_model").iterdir() if p.name.isdigit())
+  assert versions == [1]  # trained and calibrated in one run: one version, calibrated
+  return run_dir / "saved_model" / "1"
+
+
 @pytest.mark.slow
-def test_saved_model_serves_what_model_keras_predicts(run_dir, small_data_dir):
-  images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
-  expected = keras.saving.load_model(run_dir / "model.keras")(images).numpy()
-  served = tf.saved_model.load(str(run_dir / "saved_model"))
-  out = served.serve(tf.constant(images))
-  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
-  assert np.asarray(out).shape == (3, 4)
+def test_saved_model_in_a_process_without_ctdist_answers_image_bytes_as_predict(
+    run_dir, small_data_dir, tmp_path):
+  paths = _served_files(small_data_dir, tmp_path)
+  predicted = _run("ctdist.predict", f"--model_dir={run_dir}", "--json", *map(str, paths))
+  assert predicted.returncode == 0, predicted.stderr[-3000:]
+  expected = json.loads(predicted.stdout)
+  served = subprocess.run(
+      [sys.executable, "-I", "-c", _SERVE_FROM_TENSORFLOW_ALONE, str(_saved_model(run_dir)),
+       *map(str, paths)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+      env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+  assert served.returncode == 0, served.stderr[-3000:]
+  got = json.loads(served.stdout.strip().splitlines()[-1])
+  assert got["imported_by_serving"] == [] and got["ctdist"] == []
+  names = list(layout.CLASS_NAMES)
+  assert got["class_name"] == [r["label"] for r in expected]
+  assert [names[i] for i in got["class_index"]] == got["class_name"]
+  assert len(set(got["class_name"])) > 1  # not one answer for every image
+  np.testing.assert_allclose(
+      got["probabilities"], [[r["probabilities"][n] for n in names] for r in expected],
+      atol=1e-5, rtol=0)
+  # The calibrated temperature is inside the export: not the softmax of temperature 1.
+  assert json.loads((_saved_model(run_dir) / "assets.extra" / "ctdist.json").read_text())[
+      "temperature"] == json.loads((run_dir / "calibration.json").read_text())["temperature"]
+
+
+def _readme_block(language: str, containing: str) -> str:
+  blocks = re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+  found = [b for b in blocks if containing in b]
+  assert len(found) == 1, f"README: one ```{language} block holding {containing!r}"
+  return found[0]
+
+
+@pytest.mark.slow
+def test_saved_model_signature_is_the_one_the_readme_shows(run_dir):
+  shown = subprocess.run(
+      [str(pathlib.Path(sys.executable).parent / "saved_model_cli"), "show", "--dir",
+       str(_saved_model(run_dir)), "--tag_set", "serve", "--signature_def", "serving_default"],
+      capture_output=True, text=True, timeout=300)
+  assert shown.returncode == 0, shown.stderr[-2000:]
+  readme = _readme_block("text", "inputs['images'] tensor_info")
+  assert shown.stdout.strip() == readme.strip()
+
+
+def _demo_paths(block: str, small_data_dir) -> dict:
+  """The README's demo files -> this test's copies of the same classes."""
+  return {p: str(_image(small_data_dir, "test/" + p.split("/Data/test/")[1].split("/")[0] + "/*"))
+          for p in re.findall(r"runs/demo/files/Data/test/[\w.]+/\d+\.png", block)}
+
+
+@pytest.mark.slow
+def test_readme_rest_request_body_decoded_as_the_rest_api_does_gives_the_class_names(
+    run_dir, small_data_dir, tmp_path):
+  block = _readme_block("sh", "curl -s -d @request.json")
+  make_body = block.split("curl ")[0]
+  for readme_path, ours in _demo_paths(make_body, small_data_dir).items():
+    make_body = make_body.replace(readme_path, ours)
+  done = subprocess.run(["bash", "-euc", make_body], cwd=tmp_path, capture_output=True,
+                        text=True, timeout=60)
+  assert done.returncode == 0, done.stderr
+  body = json.loads((tmp_path / "request.json").read_text())
+  # TensorFlow Serving's REST API: a one-input signature's `instances` are its values, one
+  # per example; {"b64": ...} is a binary string.
+  images = [base64.b64decode(instance["b64"]) for instance in body["instances"]]
+  infer = tf.saved_model.load(str(_saved_model(run_dir))).signatures["serving_default"]
+  out = infer(images=tf.constant(images))
+  files = list(_demo_paths(block, small_data_dir).values())
+  expected = json.loads(_run("ctdist.predict", f"--model_dir={run_dir}", "--json", *files).stdout)
+  assert [n.decode() for n in out["class_name"].numpy()] == [r["label"] for r in expected]
+  shown = json.loads(_readme_block("json", '"predictions"'))
+  assert [sorted(p) for p in shown["predictions"]] == [sorted(out)] * len(images)
+
+
+class _StubFeedingTheSignature:
+  """Stands in for PredictionServiceStub: Predict feeds the request's tensors to the
+  signature it names, as the server would, and answers a PredictResponse."""
+
+  def __init__(self, saved_model_dir):
+    self.model = tf.saved_model.load(saved_model_dir)
+
+  def __call__(self, channel):
+    return self
+
+  def Predict(self, request, timeout):  # pylint: disable=invalid-name
+    from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+    infer = self.model.signatures[request.model_spec.signature_name]
+    out = infer(**{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    for name, value in out.items():
+      response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+    return response
+
+
+@pytest.mark.slow
+def test_readme_grpc_lines_print_the_class_names(run_dir, small_data_dir, monkeypatch, capsys):
+  import grpc  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
+  code = _readme_block("python", "prediction_service_pb2_grpc")
+  paths = _demo_paths(code, small_data_dir)
+  for readme_path, ours in paths.items():
+    code = code.replace(readme_path, ours)
+  monkeypatch.setattr(grpc, "insecure_channel", lambda target: target)
+  monkeypatch.setattr(prediction_service_pb2_grpc, "PredictionServiceStub",
+                      _StubFeedingTheSignature(str(_saved_model(run_dir))))
+  exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+  expected = json.loads(_run("ctdist.predict", f"--model_dir={run_dir}", "--json",
+                             *paths.values()).stdout)
+  assert capsys.readouterr().out.splitlines() == [f"{r['file']} {r['label']}" for r in expected]
 
 
 @pytest.mark.slow
@@ -175,7 +324,7 @@ def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir
   uncalibrated = keras.saving.load_model(run_dir / "model.keras")
   ctdist_layers.set_temperature(uncalibrated, 1.0)
   uncalibrated.save(copy / "model.keras")
-  uncalibrated.export(str(copy / "saved_model"), verbose=False)
+  serving.export(uncalibrated, str(copy / "saved_model"))
   done = _run("ctdist.calibrate", f"--model_dir={copy}")
   assert done.returncode == 0, done.stderr[-3000:]
   t = json.loads((run_dir / "calibration.json").read_text())["temperature"]
@@ -185,9 +334,12 @@ def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir
   calibrated = keras.saving.load_model(copy / "model.keras")
   assert ctdist_layers.temperature_of(calibrated) == report["temperature"]
   images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-  loaded = tf.saved_model.load(str(copy / "saved_model"))  # kept: serve needs its variables
-  np.testing.assert_allclose(np.asarray(loaded.serve(tf.constant(images))),
-                             calibrated(images).numpy(), atol=1e-5)
+  # The calibrated model is the SavedModel's next version (what a server then serves).
+  assert serving.versions(str(copy / "saved_model")) == [1, 2]
+  loaded = tf.saved_model.load(str(copy / "saved_model" / "2"))  # kept: its variables
+  served = loaded.signatures[serving.RESIZED_SIGNATURE](pixels=tf.constant(images))
+  np.testing.assert_allclose(served["probabilities"].numpy(), calibrated(images).numpy(),
+                             atol=1e-5)
   # Other splits: fitted on test (13 images), scored on valid (5); from temperature 1 again.
   done = _run("ctdist.calibrate", f"--model_dir={copy}", "--fit_split=test", "--split=valid")
   assert done.returncode == 0, done.stderr[-3000:]
@@ -206,3 +358,72 @@ def test_calibrate_cli_refits_from_the_uncalibrated_model_and_re_exports(run_dir
   assert missing.stderr.strip().splitlines()[-1] == (
       f"error: {tmp_path / 'nothing' / 'model.keras'} not found; train first with "
       "python -m ctdist.train")
+
+
+@pytest.mark.slow
+def test_export_litert_writes_files_that_agree_with_model_keras(run_dir, tmp_path):
+  copy = tmp_path / "run"
+  shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "best", "explain"))
+  sizes = {}
+  for quantization in ("float32", "float16"):
+    done = _run("ctdist.export", f"--model_dir={copy}", "--format=litert",
+                f"--quantization={quantization}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    path = copy / "litert" / f"model_{quantization}.tflite"
+    sizes[quantization] = path.stat().st_size
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["bytes"] == sizes[quantization] and record["quantization"] == quantization
+    checked = record["agreement"]
+    assert (checked["split"], checked["num_examples"]) == ("test", 13)
+    assert f"wrote {path} ({sizes[quantization] / 1e6:.1f} MB, {quantization})" in done.stdout
+    assert f"same class {checked['same_class']}/13" in done.stdout
+    # The file itself, run by the interpreter TensorFlow ships on an image the test makes:
+    # the probabilities of model.keras (calibrated, temperature inside).
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    pixels = np.random.default_rng(3).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    expected = keras.saving.load_model(copy / "model.keras")(pixels).numpy()
+    tolerance = 1e-4 if quantization == "float32" else 5e-2
+    np.testing.assert_allclose(got, expected, atol=tolerance)
+    if quantization == "float32":  # the same arithmetic: the same classes, near-equal numbers
+      assert checked["same_class"] == 13 and checked["max_probability_difference"] < 1e-4
+  # Half-precision weights: about half the bytes (ResNet50's weights are nearly all of it).
+  assert 0.4 < sizes["float16"] / sizes["float32"] < 0.6
+  again = _run("ctdist.export", f"--model_dir={copy}", "--format=saved_model")
+  assert again.returncode == 0 and again.stdout.strip() == f"wrote {copy}/saved_model/1"
+
+
+@pytest.mark.slow
+def test_model_card_states_the_runs_data_metrics_and_limits(run_dir, small_data_dir):
+  card = json.loads((run_dir / "model_card.json").read_text())
+  text = (run_dir / "model_card.md").read_text()
+  # Counts from the files on disk, not from the builder.
+  manual = pathlib.Path(small_data_dir).parent / "manual" / "Data"
+  for split in ("train", "valid", "test"):
+    counted = card["model_parameters"]["data"]["splits"][split]
+    assert counted["examples"] == len(list((manual / split).glob("*/*")))
+    assert counted["per_class"]["normal"] == len(list((manual / split).glob("normal/*")))
+  metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+  shown = {(m["type"], m["slice"]): m for m in card["quantitative_analysis"]["performance_metrics"]}
+  for column in ("all", "leak_free"):
+    accuracy = shown[("accuracy", column)]
+    assert accuracy["value"] == metrics[column]["accuracy"]
+    assert accuracy["confidence_interval"] == {
+        "lower_bound": metrics[column]["intervals"]["accuracy"]["low"],
+        "upper_bound": metrics[column]["intervals"]["accuracy"]["high"]}
+  calibration = json.loads((run_dir / "calibration.json").read_text())
+  assert card["calibration"]["temperature"] == calibration["temperature"]
+  assert card["training"]["options"]["image_size"] == 32
+  limits = " ".join(card["considerations"]["limitations"])
+  assert "from scratch" in limits and "32 x 32" in limits and "SYNTHETIC" not in limits
+  assert "Not for diagnosis" in card["considerations"]["use_cases"][0]
+  for heading in ("## Intended use", "## Data", "## Training", "## Quantitative analysis",
+                  "## Calibration", "## Limitations", "## Ethical considerations"):
+    assert heading in text
+  acc = metrics["all"]["accuracy"]
+  iv = metrics["all"]["intervals"]["accuracy"]
+  assert f"| accuracy | {acc:.3f} [{iv['low']:.3f}, {iv['high']:.3f}] |" in text
+  assert 'href="model_card.md"' in (run_dir / "report.html").read_text()

@@ -28,22 +28,10 @@ class _DyingModel:
       f.write(b"PK\x03\x04 half a zip")
     raise OSError("disk full")
 
-  def export(self, path, verbose=False):
-    import os  # pylint: disable=g-import-not-at-top
-    os.makedirs(path)
-    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
-      f.write(b"half")
-    raise OSError("disk full")
 
-
-def test_model_save_and_export_that_die_leave_the_previous_outputs(tmp_path):
-  keras_file, exported = tmp_path / "model.keras", tmp_path / "saved_model"
+def test_model_save_that_dies_leaves_the_previous_model(tmp_path):
+  keras_file = tmp_path / "model.keras"
   keras_file.write_bytes(b"the previous model")
-  exported.mkdir()
-  (exported / "saved_model.pb").write_bytes(b"the previous export")
   with pytest.raises(OSError):
     saved.save(_DyingModel(), str(keras_file))
-  with pytest.raises(OSError):
-    saved.export(_DyingModel(), str(exported))
   assert keras_file.read_bytes() == b"the previous model"
-  assert (exported / "saved_model.pb").read_bytes() == b"the previous export"

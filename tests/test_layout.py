@@ -11,7 +11,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ctdist"
 # Every `python -m ctdist.X` released so far (README, Makefile, launchers, the notebook).
 COMMANDS = {"train", "evaluate", "calibrate", "predict", "explain", "report", "compare", "cv",
-            "bench"}
+            "bench", "export"}
 # The rooms, lowest first: a module may import its own room and the rooms before it.
 ROOMS = ["config", "store", "data", "model", "training", "scoring", "saliency", "reporting",
          "workflows", "benchmarks", "cli"]

@@ -136,7 +136,8 @@ def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
                 if name.startswith("optimizer/") and "iteration" in name]
   assert iterations and tf.train.load_variable(ckpt, iterations[0]) == 4
   assert json.loads((run_dir / "metrics.json").read_text())["test"]["all"]["num_examples"] == 13
-  assert (run_dir / "saved_model" / "saved_model.pb").exists() == opts.export
+  assert (run_dir / "saved_model" / "1" / "saved_model.pb").exists() == opts.export
+  assert not (run_dir / "saved_model" / "2").exists()  # the re-run's export is version 1
   assert (run_dir / "training_curves.png").stat().st_size > 0
   if point != "after_checkpoint":
     return

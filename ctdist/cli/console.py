@@ -10,6 +10,7 @@ import logging as py_logging
 import os
 import sys
 
+from absl import flags
 from absl import logging
 
 from ctdist.config import flagtree
@@ -120,6 +121,15 @@ def options(cls):
     return flagtree.from_flags(cls)
   except ValueError as e:
     fail(e)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (app.run's flags_parser) with a refused flag (an unknown name, a
+  value outside its choices) ending as a user's mistake: one line, exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{e} (--helpshort lists the flags)")
 
 
 def fail(error: Exception) -> None:

@@ -16,6 +16,10 @@ METHODS = ("auto", "gradcam", "occlusion")
 # 1 x 1 (no "where" left), so a shallower block is explained (saliency.gradcam).
 MIN_MAP_SIZE = 4
 GALLERY = 24  # misclassified images report.html shows, most confident mistakes first
+# What ctdist.export writes: TensorFlow Serving's SavedModel, or LiteRT (TensorFlow Lite)
+# with its weights as trained, in half precision, or int8 (dynamic-range quantisation).
+EXPORT_FORMATS = ("saved_model", "litert")
+QUANTIZATIONS = ("float32", "float16", "dynamic_range")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +88,22 @@ class ReportOptions:
   def __post_init__(self):
     if self.gallery < 0:
       raise ValueError(f"--gallery={self.gallery}; use 0 (no gallery) or more")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+  """python -m ctdist.export."""
+  run: shared.RunFolder = group(shared.RunFolder)
+  format: str = option(
+      "litert", "saved_model: the next version under saved_model/ (TensorFlow Serving); "
+      "litert: litert/model_<quantization>.tflite, checked against model.keras on --split.",
+      choices=EXPORT_FORMATS)
+  quantization: str = option(
+      "float32", "LiteRT weights: float32 (as trained), float16 (half the size) or "
+      "dynamic_range (int8 weights, a quarter).", choices=QUANTIZATIONS)
+  split: shared.SplitChoice = group(shared.SplitChoice)
+  data: shared.DataSource = group(shared.DataSource)
+  batch: shared.PredictBatch = group(shared.PredictBatch)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""A trained model's files: model.keras (loaded in safe mode, by this module alone) and the
-SavedModel for serving, each written through a temporary name."""
+"""A trained model's model.keras: loaded in safe mode, by this module alone, and written
+through a temporary name. (The SavedModel for serving: `serving`.)"""
 
 import hashlib
 import os
@@ -51,17 +51,6 @@ def save(model: keras.Model, path: str) -> None:
   tmp = os.path.join(os.path.dirname(path), ".tmp." + os.path.basename(path))
   model.save(tmp)
   tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def export(model: keras.Model, path: str) -> None:
-  """`model.export(path)` (a SavedModel) into a temporary folder, then replaces `path`."""
-  tmp = path.rstrip("/") + ".tmp"
-  if tf.io.gfile.exists(tmp):
-    tf.io.gfile.rmtree(tmp)
-  model.export(tmp, verbose=False)
-  if tf.io.gfile.exists(path):
-    tf.io.gfile.rmtree(path)
-  tf.io.gfile.rename(tmp, path)
 
 
 def weights_checksum(model: keras.Model) -> str:

@@ -55,7 +55,11 @@ def run_report(model_dir: str, b=None, limit: int = commands_config.GALLERY) -> 
           ["evaluation time", sections.seconds(run.get("evaluate_seconds"))]]
   rows += [[f"images/s ({phase}, mean of {len(v)} epochs)", f"{np.mean(v):.1f}"]
            for phase, v in speeds.items()]
-  parts = [html.section("run", "What ran", sections.run_section(rows, sections.flat_options(opts)))]
+  card = ("<p>Model card (intended use, data, metrics, limitations): "
+          f'<a href="{run_files.MODEL_CARD}">{run_files.MODEL_CARD}</a>, the same facts in '
+          f'<a href="{run_files.MODEL_CARD_JSON}">{run_files.MODEL_CARD_JSON}</a>.</p>')
+  parts = [html.section("run", "What ran",
+                        card + sections.run_section(rows, sections.flat_options(opts)))]
   parts.append(html.section("data", "Data", sections.audit(b) if b else
                                '<p class="warn">dataset not available: no audit</p>'))
   curves = run_files.read_bytes(model_dir, "training_curves.png")

@@ -80,9 +80,7 @@ def render(report: dict, eval_split: str) -> str:
   return "\n".join(lines)
 
 
-def write(model: keras.Model, report: dict, model_dir: str, export: bool) -> None:
-  """Saves the calibrated model.keras (and SavedModel if `export`) and calibration.json."""
+def write(model: keras.Model, report: dict, model_dir: str) -> None:
+  """Saves the calibrated model.keras and calibration.json (the SavedModel: `serving`)."""
   saved.save(model, os.path.join(model_dir, "model.keras"))
-  if export:
-    saved.export(model, os.path.join(model_dir, "saved_model"))
   atomic.write_json(os.path.join(model_dir, run_files.CALIBRATION), report)

@@ -16,6 +16,10 @@ CV_SUMMARY = "cv_summary.json"
 FOLDS = "folds.json"
 REPORT = "report.html"
 CHECKPOINTS = "checkpoints"
+SAVED_MODEL = "saved_model"  # numbered versions beneath, as TF Serving reads them
+MODEL_CARD = "model_card.md"
+LITERT = "litert"  # model_<quantization>.tflite and .json (ctdist.export)
+MODEL_CARD_JSON = "model_card.json"
 REQUIRED = object()
 
 

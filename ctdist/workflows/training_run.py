@@ -23,6 +23,8 @@ from ctdist.data import subsets
 from ctdist.model import layers as ctdist_layers
 from ctdist.model import resnet
 from ctdist.model import saved
+from ctdist.model import serving
+from ctdist.reporting import model_card
 from ctdist.reporting import writer
 from ctdist.scoring import calibration as calibration_lib
 from ctdist.scoring import evaluation
@@ -114,18 +116,20 @@ def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> 
   out = state.write_dir(opts.model_dir, chief, strategy_lib.worker_id(strategy))
   saved.save(model, os.path.join(out, "model.keras"))
   faults.point("during_export")
-  if opts.export:
-    saved.export(model, os.path.join(out, "saved_model"))
+  calibration = None
+  if chief:
+    inference = saved.load(os.path.join(out, "model.keras"))
+    if opts.calibrate:
+      calibration = calibration_lib.calibrate(inference, b, valid_split, opts.eval_split)
+      calibration_lib.write(inference, calibration, out)
+      ctdist_layers.set_temperature(model, calibration["temperature"])  # for the export
+      logging.info("calibrated (python -m ctdist.calibrate re-fits):\n%s",
+                   calibration_lib.render(calibration, opts.eval_split))
+  if opts.export:  # every worker (as every worker saves); the chief's carries the temperature
+    logging.info("exported %s", serving.export(model, os.path.join(out, run_files.SAVED_MODEL)))
   if not chief:
     shutil.rmtree(out, ignore_errors=True)
     return {}
-  inference = saved.load(os.path.join(out, "model.keras"))
-  calibration = None
-  if opts.calibrate:
-    calibration = calibration_lib.calibrate(inference, b, valid_split, opts.eval_split)
-    calibration_lib.write(inference, calibration, out, opts.export)
-    logging.info("calibrated (python -m ctdist.calibrate re-fits):\n%s",
-                 calibration_lib.render(calibration, opts.eval_split))
   started = time.monotonic()
   report = evaluation.evaluate(inference, b, opts.eval_split, out)
   run_info = {**run_info, "evaluate_seconds": time.monotonic() - started}
@@ -137,6 +141,7 @@ def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> 
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
   if opts.report:
     writer.write(out, b)
+  logging.info("model card: %s", model_card.write(out, b))
   logging.info("%s accuracy: %s (leak-free %s, %d leaked excluded); outputs in %s",
                opts.eval_split, metrics.with_interval(report["all"], "accuracy"),
                metrics.with_interval(report["leak_free"], "accuracy"),
