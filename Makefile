@@ -34,10 +34,12 @@ demo: $(VENV)/.installed
 	$(PY) -m ctdist.explain --model_dir=$(RUN_DIR)/model --pointing_game
 	@echo "report: $(RUN_DIR)/model/report.html"
 
-# Lint (ruff.toml), then two pytest workers: while one traces a graph (one core), the
-# other computes.
+# Lint (ruff.toml), then three pytest workers on two cores: much of a test is one core's
+# work (importing TensorFlow in a subprocess, tracing a graph), so a third worker fills
+# the gaps; the slowest modules start first (tests/conftest.py), idle workers steal. The
+# 15 slowest tests are listed at the end.
 test: lint
-	$(PY) -m pytest -q -n 2 --dist worksteal
+	$(PY) -m pytest -q -n 3 --dist worksteal --durations=15
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -213,7 +213,9 @@ def test_saved_model_in_a_process_without_ctdist_answers_image_bytes_as_predict(
   names = list(layout.CLASS_NAMES)
   assert got["class_name"] == [r["label"] for r in expected]
   assert [names[i] for i in got["class_index"]] == got["class_name"]
-  assert len(set(got["class_name"])) > 1  # not one answer for every image
+  # Not one answer for every image (a 2-epoch model may give every file one class, but
+  # never the same numbers).
+  assert np.ptp(np.asarray(got["probabilities"]), axis=0).max() > 1e-3
   np.testing.assert_allclose(
       got["probabilities"], [[r["probabilities"][n] for n in names] for r in expected],
       atol=1e-5, rtol=0)

@@ -201,6 +201,12 @@ def test_make_demo_end_to_end_learns_every_class(tmp_path):
     width, height = Image.open(r["files"]["overlay"]).size
     assert height > width  # the caption strip under the square overlay
   assert f"{explained['why']}" in done.stdout
+  # The model card says what this model is (synthetic data) and what the games measured.
+  card = json.loads((run / "model" / "model_card.json").read_text())
+  assert any(x.startswith("SYNTHETIC data") for x in card["considerations"]["limitations"])
+  assert {g["method"]: (g["hits"], g["passes"]) for g in card["explanations"]} == {
+      m: (g["hits"], choice.passes(g)) for m, g in games.items()}
+  assert card["model_parameters"]["data"]["splits"]["test"]["examples"] == 315
   report = (run / "model" / "report.html").read_text()
   drawn = "Grad-CAM" if expected == "gradcam" else "occlusion"
   assert f"The pictures below</b>: {drawn}" in report

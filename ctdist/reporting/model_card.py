@@ -116,8 +116,9 @@ def facts(model_dir: str, b) -> dict:
           "name": "ctdist ResNet50 chest-CT classifier "
                   f"({os.path.basename(model_dir.rstrip('/'))})",
           "overview": ("Classifies one chest-CT slice as " + ", ".join(class_names)
-                       + ": a Keras ResNet50 with a new head, trained head first, then "
-                       "fine-tuned."),
+                       + f": a Keras ResNet50 with a new head; up to {opts.schedule.head_epochs} "
+                       "epoch(s) training the head alone, then up to "
+                       f"{opts.schedule.finetune_epochs} fine-tuning the base."),
           "version": {"name": weights_checksum,
                       "date": datetime.date.today().isoformat()},
           "path": model_dir,
