@@ -118,7 +118,9 @@ def test_report_cli_rewrites_it_with_a_smaller_gallery_from_moved_data(planted_d
   done = _report(f"--model_dir={copy}", "--gallery=1", "--dataset=tfds_ctscan/kaggle",
                  f"--data_dir={small_data_dir}")
   assert done.returncode == 0, done.stderr[-3000:]
-  assert done.stdout.strip() == str(copy / "report.html")
+  # The report, then the model card written again beside it.
+  assert done.stdout.split() == [str(copy / "report.html"), str(copy / "model_card.md")]
+  assert json.loads((copy / "model_card.json").read_text())["model_details"]["path"] == str(copy)
   page = pages.check_self_contained((copy / "report.html").read_text())
   assert page.figures == 1  # of the three planted mistakes
   # The positional spelling, and --gallery=0: no figure, the count said.

@@ -108,6 +108,8 @@ def facts(model_dir: str, b) -> dict:
   report, run = result[split], result.get("run", {})
   class_names = list(b.info.features["label"].names)
   data = _data(b, split, report)
+  if opts.subset_file:  # a ctdist.cv fold: trained and validated on parts of the pool
+    data["trained_on"] = f"the train part of {opts.subset_file} (its valid part validated)"
   games = _explanations(model_dir, split, weights_checksum)
   calibration = result.get("calibration")
   return {
@@ -179,7 +181,8 @@ def markdown(card: dict) -> str:
          "## Data", "", f"Dataset `{data['name']}`.", "",
          _table([["split", "images", *names]] + [
              [s, str(v["examples"]), *(str(v["per_class"][n]) for n in names)]
-             for s, v in data["splits"].items()]), "", data["leak_note"] + ".", "",
+             for s, v in data["splits"].items()]), "", data["leak_note"] + ".",
+         *([f"Trained on {data['trained_on']}."] if "trained_on" in data else []), "",
          "## Training", "",
          _table([["", ""], ["strategy", f"{t['strategy']}, {t['replicas']} replica(s)"],
                  ["precision", str(t["precision"])],
