@@ -21,6 +21,7 @@ from ctdist.data import cv_plan
 from ctdist.data import folds
 from ctdist.reporting import writer
 from ctdist.scoring import cv_summary
+from ctdist.training import preemption
 from ctdist.workflows import cross_validation
 
 
@@ -32,6 +33,8 @@ def main(argv):
     summary = cross_validation.run(cvo)
   except (cv_plan.CVError, folds.FoldCountError, *user_errors.TRAINING) as e:
     console.fail(e)
+  except preemption.Stopped as e:  # the fold in progress resumes; finished ones are skipped
+    console.stopped(e)
   if summary:
     print(cv_summary.render(summary))
   else:

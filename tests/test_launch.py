@@ -212,3 +212,94 @@ def test_the_slurm_job_trains_one_worker_per_task(tmp_path, small_data_dir):
   assert done.returncode == 2, logs
   assert all(log.strip().splitlines()[-1] == "error: --steps_per_loop=0; use 1 or more"
              for log in logs), logs
+
+
+# srun and scontrol stand-ins for the requeue path: the step ends with $STEP_STATUS, or
+# (STEP_STATUS=wait) runs until it is sent SIGTERM and then ends as ctdist does (143).
+FAKE_STEP = """#!/bin/bash
+echo "$$" > "$TASK_LOGS/step_started"
+if [ "$STEP_STATUS" = wait ]; then
+  trap 'echo TERM > "$TASK_LOGS/step_signal"; exit 143' TERM
+  while true; do sleep 0.1; done
+fi
+exit "$STEP_STATUS"
+"""
+FAKE_SCONTROL = """#!/bin/bash
+echo "$@" >> "$TASK_LOGS/scontrol"
+"""
+
+
+def _sbatch_fake_step(tmp_path, status: str, spawn):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, text in (("srun", FAKE_STEP), ("scontrol", FAKE_SCONTROL)):
+    (bin_dir / name).write_text(text)
+    (bin_dir / name).chmod(0o755)
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", TASK_LOGS=str(tmp_path),
+             SLURM_JOB_ID="4242", STEP_STATUS=status, DATA_DIR="/data", MODEL_DIR="/runs/x")
+  return spawn(["bash", "launch/slurm.sbatch"], cwd=ROOT, env=env)
+
+
+@pytest.mark.parametrize("status, requeued", [("143", True), ("130", True), ("2", False),
+                                              ("1", False), ("0", False)])
+def test_the_slurm_job_requeues_itself_only_when_its_step_ended_on_a_signal(
+    tmp_path, spawn, status, requeued):
+  job = _sbatch_fake_step(tmp_path, status, spawn)
+  assert job.wait(timeout=60) == int(status), job.output
+  scontrol = tmp_path / "scontrol"
+  assert scontrol.exists() == requeued, job.output
+  if requeued:
+    assert scontrol.read_text() == "requeue 4242\n"
+    assert "requeueing job 4242" in job.output
+
+
+def test_the_slurm_job_passes_sigterm_to_its_step_and_requeues(tmp_path, spawn):
+  # Slurm signals the batch shell (--signal=B:TERM@120): the shell passes it to the step.
+  job = _sbatch_fake_step(tmp_path, "wait", spawn)
+  job.wait_until(lambda: (tmp_path / "step_started").exists(), timeout=60,
+                 what="the job step")
+  os.kill(job.popen.pid, signal.SIGTERM)
+  assert job.wait(timeout=60) == 143, job.output
+  assert (tmp_path / "step_signal").read_text() == "TERM\n"
+  assert (tmp_path / "scontrol").read_text() == "requeue 4242\n"
+  sbatch = (ROOT / "launch" / "slurm.sbatch").read_text()
+  assert "#SBATCH --signal=B:TERM@120" in sbatch and "#SBATCH --requeue" in sbatch
+
+
+def test_the_tfjob_is_kubeflows_and_restarts_a_worker_only_after_a_signal(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  from kubeflow.training import models  # pylint: disable=g-import-not-at-top
+  from kubeflow.training.api_client import ApiClient  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "tfjob.json"
+  done = subprocess.run(
+      [sys.executable, "-m", "launch.k8s", "--image=registry/ctdist:1", "--workers=3",
+       "--gpus_per_worker=2", "--volume_claim=runs", f"--out={out}", "--",
+       "--data_dir=gs://bucket/tfds", "--batch_size=96"], cwd=ROOT, env=_env(tmp_path),
+      capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr
+  assert done.stderr.strip() == f"wrote {out}: kubectl apply -f {out}"
+  manifest = json.loads(out.read_text())
+  # Read back through the Kubeflow Training SDK's TFJob model (Kubernetes' pod template
+  # inside): a field the model does not know, or of another type, does not come back.
+  client = ApiClient()
+  response = type("Response", (), {"data": out.read_text()})
+  job = client.deserialize(response, "KubeflowOrgV1TFJob")
+  assert client.sanitize_for_serialization(job) == manifest
+  assert (job.api_version, job.kind) == ("kubeflow.org/v1", "TFJob")
+  worker = job.spec.tf_replica_specs["Worker"]
+  assert worker.replicas == 3 and set(job.spec.tf_replica_specs) == {"Worker"}
+  # ExitCode: 128-255 (SIGTERM 143, SIGKILL 137) restart the worker, 1-127 (2: a user's
+  # mistake) fail the job; one of the SDK's documented policies.
+  assert worker.restart_policy == "ExitCode"
+  documented = models.KubeflowOrgV1ReplicaSpec.restart_policy.__doc__
+  assert "One of Always, OnFailure, Never and ExitCode" in documented
+  spec = worker.template.spec
+  container = spec.containers[0]
+  assert container.name == "tensorflow"  # the operator's container name
+  assert container.command == ["python", "-m", "ctdist.train"]
+  assert container.args == ["--strategy=multi_worker", "--model_dir=/runs/ctdist",
+                            "--data_dir=gs://bucket/tfds", "--batch_size=96"]
+  assert container.resources.limits == {"nvidia.com/gpu": "2"}
+  assert container.volume_mounts[0].mount_path == "/runs"
+  assert spec.volumes[0].persistent_volume_claim.claim_name == "runs"
+  assert spec.termination_grace_period_seconds >= 60  # a step and a checkpoint

@@ -172,6 +172,8 @@ CASES = {
     "local_cluster_bad_flag": Case(["launch.local_cluster", "--workers=2", "--",
                                     *TRAIN[1:], "--steps_per_loop=0"],
                                    "--steps_per_loop=0; use 1 or more", NEW),
+    "k8s_without_an_image": Case(["launch.k8s", "--volume_claim=runs", "--out={tmp}/tfjob.json"],
+                                 "--image: name the container image", ("{tmp}/tfjob.json",)),
     "slurm_worker_outside_slurm": Case(["launch.slurm_worker", "--", *TRAIN[1:]],
                                        "not set: run this under srun inside a Slurm job",
                                        NEW),

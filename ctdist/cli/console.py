@@ -132,6 +132,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"{e} (--helpshort lists the flags)")
 
 
+def stopped(stop) -> None:
+  """Ends the program after a SIGTERM/SIGINT was turned into a checkpoint
+  (training.preemption.Stopped): one line saying where, status 128 + the signal."""
+  logging.warning("%s", stop)
+  sys.exit(stop.exit_status)
+
+
 def fail(error: Exception) -> None:
   """Ends the program on a user's mistake: its one message, exit status 2."""
   print(f"error: {error}", file=sys.stderr)

@@ -7,22 +7,22 @@ import tensorflow as tf
 from ctdist.store import faults
 
 
-def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically."""
+def _write(path: str, data, mode: str) -> None:
   tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
+  with tf.io.gfile.GFile(tmp, mode) as f:
+    f.write(data)
   faults.point("before_rename")
   tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically."""
+  _write(path, text, "w")
 
 
 def write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to `path` atomically."""
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "wb") as f:
-    f.write(data)
-  faults.point("before_rename")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  _write(path, data, "wb")
 
 
 def write_json(path: str, obj) -> None:

@@ -1,4 +1,6 @@
-"""Named crash points for tests: CTDIST_FAULT=POINT[:N] crashes the N-th arrival at POINT.
+"""Named crash points for tests: CTDIST_FAULT=POINT[:N] crashes the N-th arrival at POINT;
+CTDIST_FAULT=POINT:N:SIGTERM (or SIGINT) sends that real signal to this process there
+instead, as a scheduler would, at a known step.
 
 The trainer and the atomic writes call `point(name)` where a crash would leave a run's
 files in a state a re-run must cope with. Unset (always, outside tests) a point does
@@ -6,6 +8,7 @@ nothing but read the variable.
 """
 
 import os
+import signal
 
 ENV = "CTDIST_FAULT"
 POINTS = (
@@ -15,6 +18,7 @@ POINTS = (
     "after_checkpoint",   # history and checkpoint hold the epoch
     "during_export",      # model.keras is written; the SavedModel and metrics are not
     "before_rename",      # an atomic write's temporary file is complete, not yet renamed
+    "after_step",         # a call of training steps has returned; the step is counted
 )
 
 
@@ -26,13 +30,15 @@ _arrivals = {"spec": None, "count": 0}
 
 
 def point(name: str) -> None:
-  """Raises Crash on the N-th arrival at `name` if CTDIST_FAULT names it."""
+  """Raises Crash (or sends the signal named) on the N-th arrival at `name` if
+  CTDIST_FAULT names it."""
   if name not in POINTS:
     raise ValueError(f"unknown fault point {name!r}; known: {', '.join(POINTS)}")
   spec = os.environ.get(ENV)
   if not spec:
     return
   wanted, _, nth = spec.partition(":")
+  nth, _, signame = nth.partition(":")
   if wanted not in POINTS:
     raise ValueError(f"{ENV}={spec!r}: unknown point {wanted!r}; known: {', '.join(POINTS)}")
   if wanted != name:
@@ -42,4 +48,7 @@ def point(name: str) -> None:
   _arrivals["count"] += 1
   if _arrivals["count"] == int(nth or 1):
     _arrivals.update(spec=None, count=0)  # counting starts again after a crash
+    if signame:
+      os.kill(os.getpid(), signal.Signals[signame])
+      return
     raise Crash(f"injected crash at {name} (arrival {nth or 1})")

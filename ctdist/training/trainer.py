@@ -21,6 +21,7 @@ from ctdist.model import resnet
 from ctdist.store import run_files
 from ctdist.store import faults
 from ctdist.training import phases as phases_lib
+from ctdist.training import preemption
 from ctdist.training import state
 from ctdist.training import steps
 
@@ -31,9 +32,10 @@ class Trainer:
   def __init__(self, strategy, model: keras.Model, opts: training_config.Options,
                plan: plan_lib.StepPlan, train_ds, val_ds, chief: bool = True,
                worker: str = "local", class_weights: tuple[float, ...] | None = None,
-               loss_scaling: bool = False):
+               loss_scaling: bool = False, watch: preemption.Watch | None = None):
     self.strategy, self.model, self.opts, self.plan = strategy, model, opts, plan
     self.model_dir, self.chief, self.loss_scaling = opts.model_dir, chief, loss_scaling
+    self.watch = watch  # a SIGTERM/SIGINT it noted stops the loop after a checkpoint
     self.phases = phases_lib.build(opts.schedule)
     self.write_dir = state.write_dir(self.model_dir, chief, worker)
     self.train_iterator = iter(train_ds)
@@ -176,6 +178,7 @@ class Trainer:
       faults.point("before_checkpoint")
       self.manager.save()
       faults.point("after_checkpoint")
+      self._stop_if_asked(f"the end of {phase.name} epoch {epoch + 1}", saved=True)
       if bool(self.stopping.stopped):
         logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
                      phase.name, epoch + 1, self.stopping.patience)
@@ -193,6 +196,7 @@ class Trainer:
       self.train_steps(self.train_iterator, chunk)
       self.position.step.assign_add(chunk)
       step = int(self.position.step)
+      faults.point("after_step")
       if every_log and step % every_log == 0 and step < spe:
         rate = (step - done_steps) * opts.batch_size / (time.time() - start)
         loss, acc = self.metrics(reset=False)
@@ -204,6 +208,17 @@ class Trainer:
       if every_ckpt and step % every_ckpt == 0 and step < spe:
         self.manager.save()
         faults.point("mid_epoch")
+      if step < spe:  # at the epoch's end, after its validation and checkpoint
+        self._stop_if_asked(f"{phase.name} epoch {epoch + 1}, step {step} of {spe}")
+
+  def _stop_if_asked(self, where: str, saved: bool = False) -> None:
+    """After a SIGTERM/SIGINT: the checkpoint at this step (unless just `saved`), then
+    preemption.Stopped."""
+    if self.watch is None or not self.watch.requested:
+      return
+    if not saved:
+      self.manager.save()
+    raise preemption.Stopped(self.watch.signum, where, self.manager.directory)
 
   def train_steps(self, iterator, steps_: int) -> None:
     """Runs `steps_` training steps from a distributed iterator (`train_iterator`, or

@@ -37,6 +37,7 @@ from ctdist.training import augment
 from ctdist.store import faults
 from ctdist.training import hardware
 from ctdist.training import inputs
+from ctdist.training import preemption
 from ctdist.training import state
 from ctdist.training import strategy as strategy_lib
 from ctdist.training import trainer as trainer_lib
@@ -96,10 +97,19 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
                                opts.schedule.freeze_batchnorm)
   if chief:
     logging.info("augmentation: %s", augment.describe(opts.augment))
+  # One process holds every replica: its own SIGTERM handling. (Several workers or a TPU
+  # need tf.distribute's PreemptionCheckpointHandler: not yet.)
+  one_process = not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                                          tf.distribute.TPUStrategy))
+  watch = preemption.Watch().install() if one_process else None
   trainer = trainer_lib.Trainer(strategy, model, opts, plan, train_ds, val_ds, chief,
                                 strategy_lib.worker_id(strategy), class_weights,
-                                loss_scaling=precision == "mixed_float16")
-  history = trainer.run()
+                                loss_scaling=precision == "mixed_float16", watch=watch)
+  try:
+    history = trainer.run()
+  finally:
+    if watch:
+      watch.uninstall()
   logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
                saved.weights_checksum(model))
   return _finish(opts, strategy, model, b, history, chief, valid_split,
