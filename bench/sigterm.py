@@ -1,0 +1,39 @@
+"""Seconds from a SIGTERM to the exit of a training process (the step in flight and the
+checkpoint at it): trains with the given flags, sends SIGTERM when the progress line of
+--at_line appears, and prints the exit status and the time.
+
+Run (after `make demo`, from the repository root):
+  python bench/sigterm.py --flagfile=demo.flags --data_dir=runs/demo/tensorflow_datasets \
+    --model_dir=/tmp/sigterm_run --log_every_steps=1 --noreport
+"""
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+AT_LINE = r"finetune epoch 2/\d+ step 5/"  # inside an epoch, once XLA has compiled
+
+
+def main(flags: list[str]) -> None:
+  model_dir = next(f.split("=", 1)[1] for f in flags if f.startswith("--model_dir="))
+  shutil.rmtree(model_dir, ignore_errors=True)  # a fresh run, or the line never comes
+  p = subprocess.Popen([sys.executable, "-m", "ctdist.train", *flags], stderr=subprocess.PIPE,
+                       text=True)
+  sent, last = None, ""
+  for line in p.stderr:
+    last = line.strip() or last
+    if sent is None and re.search(AT_LINE, line):
+      sent = time.monotonic()
+      p.send_signal(signal.SIGTERM)
+  p.wait()
+  if sent is None:
+    sys.exit(f"error: no line matched {AT_LINE!r}; the run ended with {p.returncode}")
+  print(f"exit status {p.returncode}, {time.monotonic() - sent:.2f} s from SIGTERM to exit")
+  print(last)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
