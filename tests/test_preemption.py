@@ -63,8 +63,8 @@ def test_a_signal_at_a_step_saves_that_step_and_the_same_command_finishes(
   assert done.returncode == 128 + signum, done.stderr[-3000:]
   assert "Traceback" not in done.stderr
   assert done.stderr.strip().splitlines()[-1] == (
-      f"warning: stopped by {name} at {where}; checkpoint written in {run / 'checkpoints'}: run the "
-      "same command again to resume")
+      f"warning: stopped by {name} at {where}; checkpoint written in {run / 'checkpoints'}: "
+      "run the same command again to resume")
   assert _position(run) == position
   assert not (run / "model.keras").exists()
   _rerun_completes(run, small_data_dir)
