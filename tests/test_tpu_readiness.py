@@ -24,6 +24,7 @@ from ctdist.data import plan as plan_lib
 from ctdist.data import records
 from ctdist.model import resnet
 from ctdist.store import faults
+from ctdist.training import phases
 from ctdist.training import strategy as strategy_lib
 from ctdist.training import trainer as trainer_lib
 from ctdist.workflows import training_run
@@ -117,7 +118,7 @@ def _tpu_like_trainer(tmp_path, small_data_dir, jit_compile, weights=None,
                            steps_per_epoch=4, val_steps=1)
   trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, opts, plan,
                                 pipeline.train_dataset(b, "train", 32, 4, seed=0), None)
-  trainer.enter_phase(trainer.phase_named("finetune"))
+  trainer.enter_phase(phases.named(trainer.phases, "finetune"))
   return trainer, b
 
 

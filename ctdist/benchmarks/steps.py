@@ -17,6 +17,7 @@ from ctdist.data import pipeline
 from ctdist.data import plan as plan_lib
 from ctdist.data import records
 from ctdist.model import resnet
+from ctdist.training import phases as phases_lib
 from ctdist.training import strategy as strategy_lib
 from ctdist.training import trainer as trainer_lib
 
@@ -76,7 +77,7 @@ def _measure(opts, strategy, precision, jit_compile, with_constant=True,
   trainer, const_it = _trainer(opts, strategy, precision, jit_compile, augmentation)
   rows = []
   for phase in opts.phases:
-    trainer.enter_phase(trainer.phase_named(phase))
+    trainer.enter_phase(phases_lib.named(trainer.phases, phase))
     pipe, const = [], []
     for _ in range(max(1, opts.repeats)):  # alternate, so drift hits both alike
       pipe.append(_time_steps(trainer, trainer.train_iterator, opts))

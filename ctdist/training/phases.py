@@ -69,3 +69,11 @@ def optimizer(schedule: training_config.Schedule, lr) -> keras.optimizers.Optimi
   opt = keras.optimizers.AdamW(lr, weight_decay=schedule.weight_decay, **clip)
   opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
   return opt
+
+
+def named(phases: list[Phase], name: str) -> Phase:
+  """The phase called `name` (benchmarks and tests enter one by name)."""
+  for phase in phases:
+    if phase.name == name:
+      return phase
+  raise ValueError(f"phase {name!r}; expected one of {[p.name for p in phases]}")

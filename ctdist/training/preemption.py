@@ -55,3 +55,12 @@ class Watch:
   @property
   def requested(self) -> bool:
     return self.signum is not None
+
+  def check(self, manager, where: str, saved: bool = False) -> None:
+    """After a noted signal: a checkpoint at this step through `manager` (a
+    tf.train.CheckpointManager; none if one was just `saved`), then Stopped."""
+    if self.signum is None:
+      return
+    if not saved:
+      manager.save()
+    raise Stopped(self.signum, where, manager.directory)

@@ -35,7 +35,7 @@ class Trainer:
                loss_scaling: bool = False, watch: preemption.Watch | None = None):
     self.strategy, self.model, self.opts, self.plan = strategy, model, opts, plan
     self.model_dir, self.chief, self.loss_scaling = opts.model_dir, chief, loss_scaling
-    self.watch = watch  # a SIGTERM/SIGINT it noted stops the loop after a checkpoint
+    self.watch = watch or preemption.Watch()  # a signal it noted: checkpoint, then stop
     self.phases = phases_lib.build(opts.schedule)
     self.write_dir = state.write_dir(self.model_dir, chief, worker)
     self.train_iterator = iter(train_ds)
@@ -54,13 +54,6 @@ class Trainer:
       self.class_weights = tf.constant(weights, tf.float32)
     self.writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "tensorboard"))
                    if chief else tf.summary.create_noop_writer())
-
-  def phase_named(self, name: str) -> phases_lib.Phase:
-    """The phase called `name` (benchmarks and tests enter one by name)."""
-    for phase in self.phases:
-      if phase.name == name:
-        return phase
-    raise ValueError(f"phase {name!r}; expected one of {[p.name for p in self.phases]}")
 
   # ---- the loop -------------------------------------------------------------------
   def run(self) -> list[dict]:
@@ -178,7 +171,7 @@ class Trainer:
       faults.point("before_checkpoint")
       self.manager.save()
       faults.point("after_checkpoint")
-      self._stop_if_asked(f"the end of {phase.name} epoch {epoch + 1}", saved=True)
+      self.watch.check(self.manager, f"the end of {phase.name} epoch {epoch + 1}", saved=True)
       if bool(self.stopping.stopped):
         logging.info("%s: early stop after %d epochs (val_loss did not improve for %d)",
                      phase.name, epoch + 1, self.stopping.patience)
@@ -209,16 +202,7 @@ class Trainer:
         self.manager.save()
         faults.point("mid_epoch")
       if step < spe:  # at the epoch's end, after its validation and checkpoint
-        self._stop_if_asked(f"{phase.name} epoch {epoch + 1}, step {step} of {spe}")
-
-  def _stop_if_asked(self, where: str, saved: bool = False) -> None:
-    """After a SIGTERM/SIGINT: the checkpoint at this step (unless just `saved`), then
-    preemption.Stopped."""
-    if self.watch is None or not self.watch.requested:
-      return
-    if not saved:
-      self.manager.save()
-    raise preemption.Stopped(self.watch.signum, where, self.manager.directory)
+        self.watch.check(self.manager, f"{phase.name} epoch {epoch + 1}, step {step} of {spe}")
 
   def train_steps(self, iterator, steps_: int) -> None:
     """Runs `steps_` training steps from a distributed iterator (`train_iterator`, or
