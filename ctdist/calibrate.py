@@ -20,7 +20,6 @@ from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.data import subsets
-from ctdist.model import saved
 from ctdist.model import serving
 from ctdist.scoring import calibration
 from ctdist.scoring import evaluation
@@ -33,9 +32,8 @@ def main(argv):
   console.setup(flags.FLAGS.verbosity)
   o = console.options(commands_config.CalibrateOptions)
   try:
-    console.note_old_spelling(o.run)
     model_dir = o.run.folder
-    model = saved.load(o.run.model_file, o.run.flag)
+    model = console.run_model(o.run)
     run = options_file.load(model_dir)
     split = o.split.split or run.eval_split
     fit_split = o.fit_split or (subsets.read_subsets(run.subset_file)[1] if run.subset_file

@@ -17,7 +17,6 @@ from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.model import layers as ctdist_layers
-from ctdist.model import saved
 from ctdist.scoring import evaluation
 from ctdist.scoring import metrics
 from ctdist.store import options_file
@@ -28,8 +27,7 @@ def main(argv):
   console.setup(flags.FLAGS.verbosity)
   o = console.options(commands_config.EvaluateOptions)
   try:
-    console.note_old_spelling(o.run)
-    model = saved.load(o.run.model_file, o.run.flag)
+    model = console.run_model(o.run)
     # The run's own dataset and data_dir unless given (a run without options.json needs
     # --dataset).
     dataset, data_dir = options_file.run_dataset(o.run.folder, o.data.dataset, o.data.data_dir)

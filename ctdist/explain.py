@@ -20,7 +20,6 @@ from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.data import examples
-from ctdist.model import saved
 from ctdist.saliency import choice
 from ctdist.saliency import explainers
 from ctdist.saliency import gradcam
@@ -37,10 +36,9 @@ def main(argv):
     raise app.UsageError("give image files, or --pointing_game (not both)")
   split = o.split.split
   try:
-    console.note_old_spelling(o.run)
+    model = console.run_model(o.run)
     model_dir = o.run.folder
     out = o.out or os.path.join(model_dir, "explain")
-    model = saved.load(o.run.model_file, o.run.flag)
     b, unavailable = _dataset(model_dir, o, required=o.pointing_game)
     if o.pointing_game:
       examples.check_findings(b)

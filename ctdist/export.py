@@ -21,7 +21,6 @@ from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.model import litert
-from ctdist.model import saved
 from ctdist.model import serving
 from ctdist.scoring import agreement
 from ctdist.store import atomic
@@ -34,8 +33,7 @@ def main(argv):
   console.setup(flags.FLAGS.verbosity)
   o = console.options(commands_config.ExportOptions)
   try:
-    console.note_old_spelling(o.run)
-    model = saved.load(o.run.model_file, o.run.flag)
+    model = console.run_model(o.run)
     if o.format == "litert":
       dataset, data_dir = options_file.run_dataset(o.run.folder, o.data.dataset,
                                                    o.data.data_dir)
@@ -50,15 +48,16 @@ def main(argv):
   checked = agreement.on_split(model, litert.Runner(content), b, o.split.split,
                                o.batch.batch_size)
   folder = os.path.join(o.run.folder, run_files.LITERT)
-  path = os.path.join(folder, f"model_{o.quantization}.tflite")
+  name = os.path.join(folder, f"model_{o.quantization}")
+  path, record, interpreter = name + ".tflite", name + ".json", litert.interpreter_name()
   tf.io.gfile.makedirs(folder)
   atomic.write_bytes(path, content)
-  atomic.write_json(path[:-len(".tflite")] + ".json", {
+  atomic.write_json(record, {
       "file": os.path.basename(path), "bytes": len(content), "quantization": o.quantization,
-      "interpreter": litert.interpreter_name(), "input": litert.INPUT, "agreement": checked})
+      "interpreter": interpreter, "input": litert.INPUT, "agreement": checked})
   print(f"wrote {path} ({len(content) / 1e6:.1f} MB, {o.quantization})")
-  print(agreement.render(checked, f"LiteRT ({litert.interpreter_name()})"))
-  logging.info("wrote %s", path[:-len(".tflite")] + ".json")
+  print(agreement.render(checked, f"LiteRT ({interpreter})"))
+  logging.info("wrote %s", record)
 
 
 if __name__ == "__main__":

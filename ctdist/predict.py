@@ -17,7 +17,6 @@ from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
 from ctdist.model import inference
 from ctdist.model import layers as ctdist_layers
-from ctdist.model import saved
 
 
 def main(argv):
@@ -27,8 +26,7 @@ def main(argv):
     raise app.UsageError("give one or more image files")
   o = console.options(commands_config.PredictOptions)
   try:
-    console.note_old_spelling(o.run)
-    model = saved.load(o.run.model_file, o.run.flag)
+    model = console.run_model(o.run)
   except user_errors.READING_A_RUN as e:
     console.fail(e)
   results = inference.predict_files(model, paths)

@@ -145,6 +145,19 @@ def fail(error: Exception) -> None:
   sys.exit(2)
 
 
+def run_model(run):
+  """The keras.Model of the run a command was given (`shared.RunFolder`), in safe mode;
+  one line when it was named by the old --model spelling.
+
+  Raises:
+    shared.RunFolderError, saved.ModelFileError: user's mistakes (user_errors.READING_A_RUN).
+  """
+  # Here, not at the top: this module is imported before TensorFlow, to quiet it.
+  from ctdist.model import saved  # pylint: disable=g-import-not-at-top
+  note_old_spelling(run)
+  return saved.load(run.model_file, run.flag)
+
+
 def note_old_spelling(run) -> None:
   """One line when a run was named by its model.keras (--model) instead of --model_dir."""
   if run.model is not None and os.path.basename(run.model) == "model.keras":

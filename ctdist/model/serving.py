@@ -72,14 +72,11 @@ def _archive(model: keras.Model) -> keras.export.ExportArchive:
   def from_images(images):
     return outputs(encoded.batch_to_model_input(images, size))
 
-  def from_pixels(pixels):
-    return outputs(pixels)
-
   archive = keras.export.ExportArchive()
   archive.track(model)
   archive.add_endpoint(DEFAULT_SIGNATURE, from_images, input_signature=[
       tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
-  archive.add_endpoint(RESIZED_SIGNATURE, from_pixels, input_signature=[
+  archive.add_endpoint(RESIZED_SIGNATURE, outputs, input_signature=[
       tf.TensorSpec([None, size, size, 3], tf.float32, name=PIXELS_INPUT)])
   return archive
 
