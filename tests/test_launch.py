@@ -27,33 +27,6 @@ def _cluster(spawn, tmp_path, data_dir, model_dir, extra=()):
   return spawn(cmd, cwd=ROOT, env=_env(tmp_path))
 
 
-@pytest.mark.slow
-def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, small_data_dir, spawn):
-  model_dir = tmp_path / "run"
-  proc = _cluster(spawn, tmp_path, small_data_dir, model_dir,
-                  ["--head_epochs=1", "--finetune_epochs=1"])
-  code = proc.wait(900)
-  out = proc.output
-  assert code == 0, out[-5000:]
-  checksums = dict(re.findall(r"\[(worker-\d)\].*(?:worker-\d): final weights checksum (\w+)", out))
-  assert set(checksums) == {"worker-0", "worker-1"}, out[-3000:]
-  assert checksums["worker-0"] == checksums["worker-1"]
-  shards = re.findall(r"\[(worker-\d)\].*train input shard (\d) of 2: (\d+) examples, "
-                      r"fingerprint (\w+)", out)
-  by_worker = {w: (s, int(n), f) for w, s, n, f in shards}
-  assert by_worker["worker-0"][0] != by_worker["worker-1"][0]
-  assert by_worker["worker-0"][2] != by_worker["worker-1"][2]
-  assert by_worker["worker-0"][1] + by_worker["worker-1"][1] == 16
-  # The chief wrote everything; the other worker left nothing behind.
-  for name in ("model.keras", "saved_model", "checkpoints", "history.json", "metrics.json",
-               "flags.txt", "tensorboard"):
-    assert (model_dir / name).exists(), name
-  assert list((tmp_path / "worker_tmp").iterdir()) == []
-  history = json.loads((model_dir / "history.json").read_text())
-  assert [(h["phase"], h["epoch"]) for h in history] == [("head", 1), ("finetune", 1)]
-  assert json.loads((model_dir / "metrics.json").read_text())["run"]["workers"] == 2
-
-
 def _checkpointed(model_dir: pathlib.Path):
   return lambda: (model_dir / "checkpoints" / "checkpoint").exists()
 
@@ -76,23 +49,54 @@ def test_kill_9_then_rerun_resumes_without_losing_or_repeating_epochs(tmp_path, 
       ("head", 1), ("head", 2), ("head", 3), ("finetune", 1)]
 
 
+# Deterministic, two head epochs and one fine-tune epoch, a checkpoint every 2 steps.
+CLUSTER_RUN = ["--head_epochs=2", "--finetune_epochs=1", "--patience=10", "--deterministic",
+               "--checkpoint_every_steps=2"]
+CHECKSUMS = re.compile(r"\[(worker-\d)\].*(?:worker-\d): final weights checksum (\w+)")
+
+
 @pytest.mark.slow
-def test_killed_worker_stops_the_cluster_and_a_restart_resumes(tmp_path, small_data_dir,
-                                                               spawn):
+def test_two_workers_train_in_sync_and_a_killed_worker_restarts_to_the_same_weights(
+    tmp_path, small_data_dir, spawn):
   model_dir = tmp_path / "run"
-  extra = ["--head_epochs=2", "--finetune_epochs=1", "--patience=10", "--noexport"]
-  proc = _cluster(spawn, tmp_path, small_data_dir, model_dir, extra)
-  worker_1 = int(proc.wait_for(r"local_cluster: worker-1 pid (\d+)", 120).group(1))
-  proc.wait_until(_checkpointed(model_dir), 600, "checkpoint")
-  os.kill(worker_1, signal.SIGKILL)
-  assert proc.wait(300) != 0
-  assert "worker-1" in proc.output and "exited with code -9" in proc.output
-  restart = _cluster(spawn, tmp_path, small_data_dir, model_dir, extra)
-  assert restart.wait(900) == 0, restart.output[-5000:]
-  assert "resumed from" in restart.output
+  proc = _cluster(spawn, tmp_path, small_data_dir, model_dir, CLUSTER_RUN)
+  code = proc.wait(900)
+  out = proc.output
+  assert code == 0, out[-5000:]
+  checksums = dict(CHECKSUMS.findall(out))
+  assert set(checksums) == {"worker-0", "worker-1"}, out[-3000:]
+  assert checksums["worker-0"] == checksums["worker-1"]
+  shards = re.findall(r"\[(worker-\d)\].*train input shard (\d) of 2: (\d+) examples, "
+                      r"fingerprint (\w+)", out)
+  by_worker = {w: (s, int(n), f) for w, s, n, f in shards}
+  assert by_worker["worker-0"][0] != by_worker["worker-1"][0]
+  assert by_worker["worker-0"][2] != by_worker["worker-1"][2]
+  assert by_worker["worker-0"][1] + by_worker["worker-1"][1] == 16
+  # The chief wrote everything; the other worker left nothing behind.
+  for name in ("model.keras", "saved_model", "checkpoints", "history.json", "metrics.json",
+               "flags.txt", "tensorboard"):
+    assert (model_dir / name).exists(), name
+  assert list((tmp_path / "worker_tmp").iterdir()) == []
   history = json.loads((model_dir / "history.json").read_text())
   assert [(h["phase"], h["epoch"]) for h in history] == [
       ("head", 1), ("head", 2), ("finetune", 1)]
+  assert json.loads((model_dir / "metrics.json").read_text())["run"]["workers"] == 2
+  # The same run with worker-1 killed (SIGKILL) once a checkpoint exists: the cluster
+  # stops; started again, it resumes and ends with the uninterrupted run's weights.
+  killed = tmp_path / "killed"
+  proc = _cluster(spawn, tmp_path, small_data_dir, killed, CLUSTER_RUN)
+  worker_1 = int(proc.wait_for(r"local_cluster: worker-1 pid (\d+)", 120).group(1))
+  proc.wait_until(_checkpointed(killed), 600, "checkpoint")
+  os.kill(worker_1, signal.SIGKILL)
+  assert proc.wait(300) != 0
+  assert "worker-1" in proc.output and "exited with code -9" in proc.output
+  restart = _cluster(spawn, tmp_path, small_data_dir, killed, CLUSTER_RUN)
+  assert restart.wait(900) == 0, restart.output[-5000:]
+  assert "resumed from" in restart.output
+  assert dict(CHECKSUMS.findall(restart.output)) == checksums
+  strip = [{k: v for k, v in h.items() if k != "images_per_sec"} for h in history]
+  assert [{k: v for k, v in h.items() if k != "images_per_sec"}
+          for h in json.loads((killed / "history.json").read_text())] == strip
 
 
 def _fake_python(tmp_path, body: str) -> str:

@@ -116,8 +116,7 @@ def _tpu_like_trainer(tmp_path, small_data_dir, jit_compile, weights=None,
       jit_compile=jit_compile, augment=training_config.AugmentConfig(), seed=3)
   plan = plan_lib.StepPlan(global_batch=4, per_replica_batch=4, input_pipelines=1,
                            steps_per_epoch=4, val_steps=1)
-  trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, opts, plan,
-                                pipeline.train_dataset(b, "train", 32, 4, seed=0), None)
+  trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, opts, plan, None, None)
   trainer.enter_phase(phases.named(trainer.phases, "finetune"))
   return trainer, b
 

@@ -49,15 +49,16 @@ def _trainer(opts: bench_config.BenchOptions, strategy, precision: str, jit_comp
   train_ds = plan_lib.distribute(
       strategy, lambda bs, _, n, i: pipeline.train_dataset(
           b, "train", opts.image_size, bs, 0, n, i), opts.batch_size)
-  trainer = trainer_lib.Trainer(strategy, model, run_opts, plan, train_ds, None, chief=True,
+  trainer = trainer_lib.Trainer(strategy, model, run_opts, plan, None, None, chief=True,
                                 loss_scaling=precision == "mixed_float16")
+  pipe_it = iter(train_ds)
   for _ in range(plan.steps_per_epoch):  # fill the cache: time the steady state
-    next(trainer.train_iterator)
+    next(pipe_it)
   const = strategy.distribute_datasets_from_function(
       lambda ctx: pipeline.train_dataset(
           b, "train", opts.image_size, ctx.get_per_replica_batch_size(opts.batch_size), 0,
           ctx.num_input_pipelines, ctx.input_pipeline_id).take(1).cache().repeat())
-  return trainer, iter(const)
+  return trainer, pipe_it, iter(const)
 
 
 def _time_steps(trainer, it, opts: bench_config.BenchOptions) -> float:
@@ -74,13 +75,13 @@ def _time_steps(trainer, it, opts: bench_config.BenchOptions) -> float:
 
 def _measure(opts, strategy, precision, jit_compile, with_constant=True,
              augmentation=True) -> list[dict]:
-  trainer, const_it = _trainer(opts, strategy, precision, jit_compile, augmentation)
+  trainer, pipe_it, const_it = _trainer(opts, strategy, precision, jit_compile, augmentation)
   rows = []
   for phase in opts.phases:
     trainer.enter_phase(phases_lib.named(trainer.phases, phase))
     pipe, const = [], []
     for _ in range(max(1, opts.repeats)):  # alternate, so drift hits both alike
-      pipe.append(_time_steps(trainer, trainer.train_iterator, opts))
+      pipe.append(_time_steps(trainer, pipe_it, opts))
       if with_constant:
         const.append(_time_steps(trainer, const_it, opts))
     row = {"phase": phase, "precision": precision, "jit_compile": jit_compile,

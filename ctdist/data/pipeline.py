@@ -25,8 +25,15 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
                 image_size)
 
 
-def _examples(b, split: "str | subsets.Subset", image_size: int, num_shards: int, shard: int,
-              cache: str, cache_dir: str | None) -> tf.data.Dataset:
+# A phase's epoch shuffles at most this many examples at once (an exact permutation of
+# any shard up to this size: the Kaggle train split has 613).
+SHUFFLE_BUFFER = 8192
+
+
+def shard_examples(b, split: "str | subsets.Subset", image_size: int, num_shards: int = 1,
+                   shard: int = 0, cache: str = "memory",
+                   cache_dir: str | None = None) -> tf.data.Dataset:
+  """One shard's examples, decoded, resized and cached as `cache` says, in file order."""
   ds = records.read(b, split, num_shards, shard).map(
       lambda ex: {"image": decode_and_resize(ex["image"], image_size),
                   "label": tf.cast(ex["label"], tf.int32),
@@ -60,9 +67,39 @@ def train_dataset(b, split: "str | subsets.Subset", image_size: int, batch_size:
   With a cache, each image is decoded and resized once; later epochs only shuffle and
   batch.
   """
-  ds = _examples(b, split, image_size, num_shards, shard, cache, cache_dir)
+  ds = shard_examples(b, split, image_size, num_shards, shard, cache, cache_dir)
   ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
   ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_seed(seed: int, phase: int, epoch) -> tf.Tensor:
+  """The shuffle seed of `epoch` (a scalar tensor in a dataset function) of `phase`: a
+  function of the three alone."""
+  key = tf.stack([tf.constant(seed, tf.int64),
+                  tf.constant(phase, tf.int64) * 1_000_000 + tf.cast(epoch, tf.int64)])
+  return tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64)
+
+
+def phase_batches(shard: tf.data.Dataset, shard_size: int, batch_size: int, seed: int,
+                  phase: int, epochs: int, steps_per_epoch: int, epoch: int = 0,
+                  step: int = 0) -> tf.data.Dataset:
+  """The training batches of one phase from `epoch`, batch `step` on, out of one shard's
+  `shard_examples` (a step of several local replicas takes one batch each: count them).
+
+  Epoch e is `steps_per_epoch` batches of the shard shuffled by `epoch_seed(seed, phase,
+  e)` (cycled when a shard is short of them): the same batches on every run, so a run
+  resumed at (epoch, step) trains on the batches the interrupted run had not reached.
+  Ends after the phase's last epoch.
+  """
+  buffer = max(1, min(shard_size, SHUFFLE_BUFFER))
+
+  def one_epoch(e):
+    return (shard.shuffle(buffer, seed=epoch_seed(seed, phase, e),
+                          reshuffle_each_iteration=False)
+            .repeat().batch(batch_size, drop_remainder=True).take(steps_per_epoch))
+
+  ds = tf.data.Dataset.range(epoch, epochs).flat_map(one_epoch).skip(step)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -77,7 +114,7 @@ def eval_dataset(b, split: "str | subsets.Subset", image_size: int, batch_size: 
   sizes = records.shard_sizes(b, split, num_shards)
   step_batch = batch_size * replicas_per_shard
   pad = plan.eval_steps(max(sizes), step_batch) * step_batch - sizes[shard]
-  ds = _examples(b, split, image_size, num_shards, shard, cache, cache_dir)
+  ds = shard_examples(b, split, image_size, num_shards, shard, cache, cache_dir)
   padding = tf.data.Dataset.from_tensors({
       "image": tf.zeros((image_size, image_size, 3), tf.uint8),
       "label": tf.constant(0, tf.int32),

@@ -1,5 +1,5 @@
 """Named crash points for tests: CTDIST_FAULT=POINT[:N] crashes the N-th arrival at POINT;
-CTDIST_FAULT=POINT:N:SIGTERM (or SIGINT) sends that real signal to this process there
+CTDIST_FAULT=POINT:N:SIGTERM (or SIGINT, SIGKILL) sends that real signal to this process there
 instead, as a scheduler would, at a known step.
 
 The trainer and the atomic writes call `point(name)` where a crash would leave a run's

@@ -44,7 +44,12 @@ def class_weights(b, train_split, choice: str) -> tuple[float, ...] | None:
 
 def distributed(strategy: tf.distribute.Strategy, b, opts: training_config.Options,
                 plan: plan_lib.StepPlan, train_split, valid_split):
-  """Distributed train and validation datasets, one input pipeline per worker."""
+  """(train_input, the distributed validation dataset), one input pipeline per worker.
+
+  `train_input(phase, epoch, step)` is the distributed dataset of `phase`'s batches from
+  (epoch, step) on (pipeline.phase_batches): the trainer makes one per phase entered and
+  on resume. Each shard's examples are decoded and cached once for every phase.
+  """
   cache_dir = opts.cache_dir
   if opts.cache == "disk" and not cache_dir:  # this process's, removed when it ends
     cache_dir = tempfile.mkdtemp(prefix="ctdist_cache_")
@@ -59,18 +64,28 @@ def distributed(strategy: tf.distribute.Strategy, b, opts: training_config.Optio
       raise RuntimeError(f"{type(strategy).__name__} made {n} input pipelines; the step "
                          f"plan assumed {plan.input_pipelines}")
 
-  def make_train_ds(bs, _, n, i):
-    check(n)
-    count, fingerprint = examples.shard_fingerprint(b, train_split, n, i)
-    logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
-                 strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
-    return pipeline.train_dataset(b, train_split, opts.image_size, bs, opts.seed, n, i,
-                                  opts.cache, cache_dir)
+  shards = {}  # (num_shards, shard) -> (its cached examples, their count)
+
+  def shard(n, i):
+    if (n, i) not in shards:
+      count, fingerprint = examples.shard_fingerprint(b, train_split, n, i)
+      logging.info("%s: train input shard %d of %d: %d examples, fingerprint %s",
+                   strategy_lib.worker_id(strategy), i + 1, n, count, fingerprint)
+      shards[n, i] = (pipeline.shard_examples(b, train_split, opts.image_size, n, i,
+                                              opts.cache, cache_dir), count)
+    return shards[n, i]
+
+  def train_input(phase, epoch: int, step: int):
+    def make_train_ds(bs, r, n, i):  # a step takes r batches of bs, one per local replica
+      check(n)
+      ds, count = shard(n, i)
+      return pipeline.phase_batches(ds, count, bs, opts.seed, phase.index, phase.epochs,
+                                    plan.steps_per_epoch * r, epoch, step * r)
+    return plan_lib.distribute(strategy, make_train_ds, opts.batch_size)
 
   def make_val_ds(bs, r, n, i):
     check(n)
     return pipeline.eval_dataset(b, valid_split, opts.image_size, bs, r, n, i, opts.cache,
                                  cache_dir)
 
-  return (plan_lib.distribute(strategy, make_train_ds, opts.batch_size),
-          plan_lib.distribute(strategy, make_val_ds, opts.batch_size))
+  return train_input, plan_lib.distribute(strategy, make_val_ds, opts.batch_size)

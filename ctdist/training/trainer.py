@@ -30,7 +30,7 @@ class Trainer:
   """Runs the phases of `opts.schedule` on `strategy`; resumable from `opts.model_dir`."""
 
   def __init__(self, strategy, model: keras.Model, opts: training_config.Options,
-               plan: plan_lib.StepPlan, train_ds, val_ds, chief: bool = True,
+               plan: plan_lib.StepPlan, train_input, val_ds, chief: bool = True,
                worker: str = "local", class_weights: tuple[float, ...] | None = None,
                loss_scaling: bool = False, watch: preemption.Watch | None = None):
     self.strategy, self.model, self.opts, self.plan = strategy, model, opts, plan
@@ -38,7 +38,9 @@ class Trainer:
     self.watch = watch or preemption.Watch()  # a signal it noted: checkpoint, then stop
     self.phases = phases_lib.build(opts.schedule)
     self.write_dir = state.write_dir(self.model_dir, chief, worker)
-    self.train_iterator = iter(train_ds)
+    # train_input(phase, epoch, step): the phase's batches from there on (None: the
+    # caller feeds `train_steps` its own iterator).
+    self.train_input, self.train_iterator = train_input, None
     self.val_ds = val_ds
     self.history = []  # the epochs trained: the checkpoint's on resume
     self.phase = self.optimizer = None  # the phase entered last, and its optimizer
@@ -52,6 +54,9 @@ class Trainer:
       self.sums = {k: tf.Variable(0.0, **sync) for k in ("loss", "correct", "count")}
       weights = class_weights or (1.0,) * len(ctdist_layers.class_names_of(model))
       self.class_weights = tf.constant(weights, tf.float32)
+    # Dropout's random state, which tf.train.Checkpoint(model=...) leaves out: saved with
+    # the position, so a resumed run draws the masks the uninterrupted one would have.
+    self.seed_states = [v for v in model.variables if "seed_generator_state" in v.path]
     self.writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "tensorboard"))
                    if chief else tf.summary.create_noop_writer())
 
@@ -70,6 +75,8 @@ class Trainer:
       if latest:  # once: the checkpoint is of the first phase not done
         self._resume(latest)
         latest = None
+      self.train_iterator = iter(self.train_input(
+          phase, int(self.position.epoch), int(self.position.step)))
       self._run_phase(phase)
       self._restore_best(phase)
       self._mark_done(phase)
@@ -82,7 +89,8 @@ class Trainer:
     self._set_layers(phase)
     self.optimizer = self._make_optimizer(phase)
     self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                    position=self.position, early_stopping=self.stopping)
+                                    position=self.position, early_stopping=self.stopping,
+                                    sums=self.sums, seeds=self.seed_states)
     self.manager = tf.train.CheckpointManager(
         self.ckpt, os.path.join(self.write_dir, run_files.CHECKPOINTS), max_to_keep=2)
     self.best = tf.train.CheckpointManager(
@@ -120,7 +128,8 @@ class Trainer:
     at = state.read_position(latest)
     inside = self.phase is not None and at.phase == self.phase.index and not at.at_phase_start
     ckpt = self.ckpt if inside else tf.train.Checkpoint(
-        model=self.model, position=self.position, early_stopping=self.stopping)
+        model=self.model, position=self.position, early_stopping=self.stopping,
+        sums=self.sums, seeds=self.seed_states)
     ckpt.restore(latest).assert_existing_objects_matched()
     if at.phase < len(self.phases):
       logging.info("resumed from %s: phase %s, %d epoch(s) done, step %d", latest,

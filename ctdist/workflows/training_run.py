@@ -81,7 +81,7 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
   plan = plan_lib.step_plan(opts.batch_size, replicas, pipelines, train_info.num_examples,
                             records.shard_sizes(b, valid_split, pipelines))
   class_weights = inputs.class_weights(b, train_split, opts.class_weight)
-  train_ds, val_ds = inputs.distributed(strategy, b, opts, plan, train_split, valid_split)
+  train_input, val_ds = inputs.distributed(strategy, b, opts, plan, train_split, valid_split)
   if chief:
     tf.io.gfile.makedirs(opts.model_dir)
     options_file.save(opts, opts.model_dir)
@@ -102,7 +102,7 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
   one_process = not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
                                           tf.distribute.TPUStrategy))
   watch = preemption.Watch().install() if one_process else None
-  trainer = trainer_lib.Trainer(strategy, model, opts, plan, train_ds, val_ds, chief,
+  trainer = trainer_lib.Trainer(strategy, model, opts, plan, train_input, val_ds, chief,
                                 strategy_lib.worker_id(strategy), class_weights,
                                 loss_scaling=precision == "mixed_float16", watch=watch)
   try:
