@@ -199,6 +199,30 @@ def test_caches_give_the_same_epochs(small_data_dir, tmp_path, cache):
   assert bool(files) == (cache == "disk")  # only the disk cache writes files
 
 
+@pytest.mark.parametrize("global_seed", [42, 0])
+def test_phase_batches_resume_at_any_step_and_each_epoch_has_its_order(global_seed):
+  # A global seed of 0 (--seed=0) once failed: a seed tensor in a dataset function.
+  tf.random.set_seed(global_seed)
+  try:
+    shard = tf.data.Dataset.range(7)
+    def batches(epoch=0, step=0, seed=5, phase=1):
+      ds = pipeline.phase_batches(shard, 7, 2, seed, phase, 3, 4, epoch, step)
+      return [b.tolist() for b in ds.as_numpy_iterator()]
+    whole = batches()
+    assert len(whole) == 3 * 4 and all(len(b) == 2 for b in whole)
+    epochs = [sum(whole[4 * e:4 * e + 4], []) for e in range(3)]
+    # Each epoch a permutation of the shard, cycled for its 8th example; epochs differ.
+    assert all(sorted(e[:7]) == list(range(7)) and e[7] == e[0] for e in epochs)
+    assert len({tuple(e) for e in epochs}) == 3
+    for e in range(3):
+      for s in range(4):
+        assert batches(e, s) == whole[4 * e + s:], (e, s)
+    assert batches(3) == []
+    assert batches(seed=6) != whole and batches(phase=0) != whole
+  finally:
+    tf.random.set_seed(None)
+
+
 def test_predict_split_groups_exact_copies(kaggle_dir, tmp_path):
   # Two files of one image in the test split: one group; every other example its own.
   import shutil  # pylint: disable=g-import-not-at-top

@@ -3,6 +3,7 @@
 import hashlib
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from ctdist.config import training as training_config
@@ -73,12 +74,11 @@ def train_dataset(b, split: "str | subsets.Subset", image_size: int, batch_size:
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def epoch_seed(seed: int, phase: int, epoch) -> tf.Tensor:
-  """The shuffle seed of `epoch` (a scalar tensor in a dataset function) of `phase`: a
-  function of the three alone."""
-  key = tf.stack([tf.constant(seed, tf.int64),
-                  tf.constant(phase, tf.int64) * 1_000_000 + tf.cast(epoch, tf.int64)])
-  return tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64)
+def epoch_seed(seed: int, phase: int, epoch: int) -> int:
+  """The shuffle seed of `epoch` of `phase`: a function of the three alone (NumPy's
+  SeedSequence, the same on every machine)."""
+  key = [seed & 0xFFFF_FFFF_FFFF_FFFF, phase, epoch]
+  return int(np.random.default_rng(key).integers(1, 2**31 - 1))
 
 
 def phase_batches(shard: tf.data.Dataset, shard_size: int, batch_size: int, seed: int,
@@ -94,13 +94,19 @@ def phase_batches(shard: tf.data.Dataset, shard_size: int, batch_size: int, seed
   """
   buffer = max(1, min(shard_size, SHUFFLE_BUFFER))
 
-  def one_epoch(e):
-    return (shard.shuffle(buffer, seed=epoch_seed(seed, phase, e),
-                          reshuffle_each_iteration=False)
-            .repeat().batch(batch_size, drop_remainder=True).take(steps_per_epoch))
+  # The epochs are chained in Python, each with its seed as a number: a seed tensor in a
+  # dataset function fails under a global seed of 0 (tf.random.set_seed(0), --seed=0).
+  def epochs_between(first, last):  # halved, so the chain nests log2(epochs) deep
+    if last - first == 1:
+      return (shard.shuffle(buffer, seed=epoch_seed(seed, phase, first),
+                            reshuffle_each_iteration=False)
+              .repeat().batch(batch_size, drop_remainder=True).take(steps_per_epoch))
+    middle = (first + last) // 2
+    return epochs_between(first, middle).concatenate(epochs_between(middle, last))
 
-  ds = tf.data.Dataset.range(epoch, epochs).flat_map(one_epoch).skip(step)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  if epoch >= epochs:
+    return shard.batch(batch_size, drop_remainder=True).take(0)
+  return epochs_between(epoch, epochs).skip(step).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(b, split: "str | subsets.Subset", image_size: int, batch_size: int,

@@ -1,9 +1,7 @@
 """The custom distributed training loop: for each phase not yet done, enter it, train its
-epochs, restore its best weights, mark it done; resumable from any checkpoint.
-
-One code path for every strategy: `strategy.run` inside a `tf.function` that runs
-`steps_per_loop` steps per call. Keras 3 `model.fit` fails under two-worker
-MultiWorkerMirroredStrategy (keras-team/keras#20585).
+epochs, restore its best weights, mark it done; resumable from any checkpoint. One code
+path for every strategy: `strategy.run` in a `tf.function` running `steps_per_loop` steps a
+call (Keras 3 `model.fit` fails under two-worker MultiWorkerMirroredStrategy, keras#20585).
 """
 
 import os
@@ -40,13 +38,11 @@ class Trainer:
     self.write_dir = state.write_dir(self.model_dir, chief, worker)
     # train_input(phase, epoch, step): the phase's batches from there on (None: the
     # caller feeds `train_steps` its own iterator).
-    self.train_input, self.train_iterator = train_input, None
-    self.val_ds = val_ds
+    self.train_input, self.val_ds, self.train_iterator = train_input, val_ds, None
     self.history = []  # the epochs trained: the checkpoint's on resume
     self.phase = self.optimizer = None  # the phase entered last, and its optimizer
     self.eval_step = self._eval_fn = None  # traced on first use, for both phases
-    # Plain host variables: read eagerly on every worker.
-    self.position = state.Position()
+    self.position = state.Position()  # plain host variables: read eagerly on every worker
     self.stopping = state.EarlyStopping(opts.schedule.patience)
     with strategy.scope():
       sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
@@ -122,9 +118,8 @@ class Trainer:
     return opt
 
   def _resume(self, latest: str) -> None:
-    """Restores the newest checkpoint: weights, position and early stopping, and the
-    optimizer when the checkpoint was written inside the phase entered (at a phase's
-    start its optimizer is new); keeps the history the checkpoint holds."""
+    """Restores the newest checkpoint (the optimizer too if written inside the phase
+    entered: a phase starts with a new one); keeps the history the checkpoint holds."""
     at = state.read_position(latest)
     inside = self.phase is not None and at.phase == self.phase.index and not at.at_phase_start
     ckpt = self.ckpt if inside else tf.train.Checkpoint(
@@ -173,9 +168,7 @@ class Trainer:
             train_acc, val_loss, val_acc, " *" if improved else "", rate,
             time.strftime("%H:%M:%S", time.gmtime(left)))
         self._write_summaries(record)
-        # History first, then the checkpoint: a crash between the two leaves a record
-        # the checkpoint does not have, which resume drops and the re-run writes again.
-        # (The other order lost the epoch from history.json for good.)
+        # History, then the checkpoint: resume drops a record the checkpoint lacks.
         run_files.save_history(self.model_dir, self.history)
       faults.point("before_checkpoint")
       self.manager.save()
@@ -214,8 +207,7 @@ class Trainer:
         self.watch.check(self.manager, f"{phase.name} epoch {epoch + 1}, step {step} of {spe}")
 
   def train_steps(self, iterator, steps_: int) -> None:
-    """Runs `steps_` training steps from a distributed iterator (`train_iterator`, or
-    another one: benchmarks, tests); returns once they are queued."""
+    """Queues `steps_` training steps from a distributed iterator (benchmarks: their own)."""
     self._train_fn(iterator, tf.constant(steps_))
 
   def metrics(self, reset: bool = True) -> tuple[float, float]:
