@@ -94,9 +94,13 @@ def test_two_workers_train_in_sync_and_a_killed_worker_restarts_to_the_same_weig
   assert restart.wait(900) == 0, restart.output[-5000:]
   assert "resumed from" in restart.output
   assert dict(CHECKSUMS.findall(restart.output)) == checksums
-  strip = [{k: v for k, v in h.items() if k != "images_per_sec"} for h in history]
-  assert [{k: v for k, v in h.items() if k != "images_per_sec"}
-          for h in json.loads((killed / "history.json").read_text())] == strip
+  # The same epochs, validations and rates; an epoch's mean training loss to float
+  # rounding: the loss sum of a checkpoint taken mid-epoch is restored split across the
+  # two workers (a SUM-aggregated variable), so its additions run in another order.
+  again = json.loads((killed / "history.json").read_text())
+  exact = lambda h: {k: v for k, v in h.items() if k not in ("images_per_sec", "loss")}
+  assert [exact(h) for h in again] == [exact(h) for h in history]
+  assert [h["loss"] for h in again] == pytest.approx([h["loss"] for h in history], rel=1e-6)
 
 
 def _fake_python(tmp_path, body: str) -> str:
