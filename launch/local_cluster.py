@@ -9,10 +9,15 @@ and the exit code is non-zero, naming the lost worker: 2 when it stopped on a mi
 the flags (fix them; nothing to resume), 1 otherwise (re-running the same command resumes
 from the chief's checkpoint). A cluster that does not finish is stopped too: once one
 worker is done the others get --finish_grace seconds, and --timeout bounds the whole run.
+
+A SIGTERM or SIGINT sent to the launcher is passed on to every worker. The workers (also
+when one of them alone is signalled, from elsewhere) agree on a step, each saves its
+checkpoint there and exits 128 + the signal, which the launcher returns: "retry me".
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,15 +62,43 @@ def _stream(proc: subprocess.Popen, prefix: str, out, seen: dict) -> None:
 
 # ctdist's exit status for a user's mistake (one `error:` line): retrying cannot help.
 USER_ERROR = 2
+# 128 + the signal: a worker stopped by SIGTERM/SIGINT after its checkpoint at the step
+# the cluster agreed on; the others are doing the same and get time to finish saving.
+STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
+
+
+class _PassOn:
+  """While installed: a SIGTERM/SIGINT to the launcher goes to every worker."""
+
+  def __init__(self, procs: list):
+    self.procs, self.previous = procs, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for s in (signal.SIGTERM, signal.SIGINT):
+        self.previous[s] = signal.signal(s, self._pass_on)
+    return self
+
+  def _pass_on(self, signum, frame):
+    del frame
+    for p in self.procs:
+      if p.poll() is None:
+        p.send_signal(signum)
+
+  def __exit__(self, *exc):
+    for s, handler in self.previous.items():
+      signal.signal(s, handler)
 
 
 def _run_once(num_workers: int, train_args: list[str], env: dict | None, python: str,
               out, poll_s: float, grace_s: float, finish_grace_s: float,
-              timeout_s: float) -> tuple[int | None, int | None, bool, str | None]:
+              timeout_s: float, stop_grace_s: float
+              ) -> tuple[int | None, int | None, bool, str | None]:
   """One cluster start: (the first failed worker's exit status and index, or None twice;
   whether a port was taken before the workers could bind it; a worker's `error:` line).
   A worker still running `finish_grace_s` after another finished, or after `timeout_s`
-  in all (0: no limit), counts as failed (hung)."""
+  in all (0: no limit), counts as failed (hung). Once one stopped on a signal (after its
+  checkpoint), the others get `stop_grace_s` to save theirs and exit."""
   ports = free_ports(num_workers)
   procs, threads, seen = [], [], {}
   for i in range(num_workers):
@@ -80,42 +113,45 @@ def _run_once(num_workers: int, train_args: list[str], env: dict | None, python:
     t.start()
     procs.append(proc)
     threads.append(t)
-  failed, started, first_done, hung = None, time.monotonic(), None, None
-  while failed is None and any(p.poll() is None for p in procs):
-    for i, p in enumerate(procs):
-      if p.poll() not in (None, 0):
-        failed = i
+  with _PassOn(procs):  # a signal to the launcher: to every worker
+    failed, started, first_done, hung = None, time.monotonic(), None, None
+    while failed is None and any(p.poll() is None for p in procs):
+      for i, p in enumerate(procs):
+        if p.poll() not in (None, 0):
+          failed = i
+          break
+      now = time.monotonic()
+      if first_done is None and any(p.poll() == 0 for p in procs):
+        first_done = now
+      running = [i for i, p in enumerate(procs) if p.poll() is None]
+      if failed is None and running and (
+          (first_done is not None and now - first_done > finish_grace_s)
+          or (timeout_s and now - started > timeout_s)):
+        failed = hung = running[0]
+        why = (f"{finish_grace_s:g} s after another worker finished" if first_done is not None
+               and now - first_done > finish_grace_s else f"after --timeout={timeout_s:g} s")
+        print(f"local_cluster: worker-{hung} (pid {procs[hung].pid}) still running {why}: "
+              "hung; stopping the cluster.", file=sys.stderr)
         break
-    now = time.monotonic()
-    if first_done is None and any(p.poll() == 0 for p in procs):
-      first_done = now
-    running = [i for i, p in enumerate(procs) if p.poll() is None]
-    if failed is None and running and (
-        (first_done is not None and now - first_done > finish_grace_s)
-        or (timeout_s and now - started > timeout_s)):
-      failed = hung = running[0]
-      why = (f"{finish_grace_s:g} s after another worker finished" if first_done is not None
-             and now - first_done > finish_grace_s else f"after --timeout={timeout_s:g} s")
-      print(f"local_cluster: worker-{hung} (pid {procs[hung].pid}) still running {why}: "
-            "hung; stopping the cluster.", file=sys.stderr)
-      break
-    time.sleep(poll_s)
-  if failed is None:
-    failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
-  if failed is not None:
-    for p in procs:
-      if p.poll() is None:
-        p.terminate()
-    deadline = time.time() + grace_s
-    for p in procs:
-      try:
-        p.wait(max(0.1, deadline - time.time()))
-      except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+      time.sleep(poll_s)
+    if failed is None:
+      failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
+    if failed is not None:
+      if procs[failed].returncode in STOPPED and hung is None:
+        _wait_all(procs, stop_grace_s)  # the others save at the same step and exit too
+      for p in procs:
+        if p.poll() is None:
+          p.terminate()
+      deadline = time.time() + grace_s
+      for p in procs:
+        try:
+          p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+          p.kill()
+          p.wait()
   for t in threads:
     t.join(timeout=5)
-  if failed is not None and hung is None:
+  if failed is not None and hung is None and procs[failed].returncode not in STOPPED:
     code = procs[failed].returncode
     print(f"local_cluster: worker-{failed} (pid {procs[failed].pid}) exited with code "
           f"{code}; stopped the other workers.", file=sys.stderr)
@@ -123,12 +159,19 @@ def _run_once(num_workers: int, train_args: list[str], env: dict | None, python:
   return code, failed, bool(seen.get("port_taken")), seen.get("error")
 
 
+def _wait_all(procs: list, timeout_s: float) -> None:
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+    time.sleep(0.2)
+
+
 def launch(num_workers: int, train_args: list[str], env: dict | None = None,
            python: str = sys.executable, out=None, poll_s: float = 0.5,
            grace_s: float = 10.0, port_attempts: int = 3, finish_grace_s: float = 600.0,
-           timeout_s: float = 0.0) -> int:
+           timeout_s: float = 0.0, stop_grace_s: float = 300.0) -> int:
   """Runs the cluster to completion; returns 0 if every worker exited 0, 2 if one
-  stopped on a mistake in the flags, 1 otherwise.
+  stopped on a mistake in the flags, 128 + the signal if they stopped on a SIGTERM or
+  SIGINT (after a checkpoint: re-running resumes), 1 otherwise.
 
   When one worker exits non-zero, the others cannot finish (their collectives
   wait for it): they are terminated and the lost worker is named on stderr. A start
@@ -138,9 +181,15 @@ def launch(num_workers: int, train_args: list[str], env: dict | None = None,
   out = out or sys.stdout
   for attempt in range(1, port_attempts + 1):
     code, failed, port_taken, error = _run_once(num_workers, train_args, env, python, out, poll_s,
-                                                grace_s, finish_grace_s, timeout_s)
+                                                grace_s, finish_grace_s, timeout_s,
+                                                stop_grace_s)
     if failed is None:
       return 0
+    if code in STOPPED:
+      print(f"local_cluster: stopped by {signal.Signals(code - 128).name} (exit status "
+            f"{code}); every worker saved a checkpoint at the same step: re-run the same "
+            "command to resume.", file=sys.stderr)
+      return code
     if code == USER_ERROR:
       print(f"error: worker-{failed} stopped on a mistake in the flags: {error}; fix it "
             "and run again", file=sys.stderr)

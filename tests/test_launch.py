@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+import checkpoints
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN_FLAGS = ["--dataset=tfds_ctscan/kaggle", "--weights=none", "--image_size=32",
                "--batch_size=4", "--finetune_layers=5", "--seed=1"]
@@ -21,10 +23,11 @@ def _env(tmp_path):
               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
 
-def _cluster(spawn, tmp_path, data_dir, model_dir, extra=()):
+def _cluster(spawn, tmp_path, data_dir, model_dir, extra=(), fault=None):
   cmd = [sys.executable, "-m", "launch.local_cluster", "--workers=2", "--",
          f"--data_dir={data_dir}", f"--model_dir={model_dir}", *TRAIN_FLAGS, *extra]
-  return spawn(cmd, cwd=ROOT, env=_env(tmp_path))
+  return spawn(cmd, cwd=ROOT, env=dict(_env(tmp_path), **({"CTDIST_FAULT": fault} if fault
+                                                          else {})))
 
 
 def _checkpointed(model_dir: pathlib.Path):
@@ -56,7 +59,7 @@ CHECKSUMS = re.compile(r"\[(worker-\d)\].*(?:worker-\d): final weights checksum 
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_sync_and_a_killed_worker_restarts_to_the_same_weights(
+def test_two_workers_train_in_sync_stop_together_on_a_signal_and_resume_to_the_same_weights(
     tmp_path, small_data_dir, spawn):
   model_dir = tmp_path / "run"
   proc = _cluster(spawn, tmp_path, small_data_dir, model_dir, CLUSTER_RUN)
@@ -81,23 +84,35 @@ def test_two_workers_train_in_sync_and_a_killed_worker_restarts_to_the_same_weig
   assert [(h["phase"], h["epoch"]) for h in history] == [
       ("head", 1), ("head", 2), ("finetune", 1)]
   assert json.loads((model_dir / "metrics.json").read_text())["run"]["workers"] == 2
-  # The same run with worker-1 killed (SIGKILL) once a checkpoint exists: the cluster
-  # stops; started again, it resumes and ends with the uninterrupted run's weights.
-  killed = tmp_path / "killed"
-  proc = _cluster(spawn, tmp_path, small_data_dir, killed, CLUSTER_RUN)
-  worker_1 = int(proc.wait_for(r"local_cluster: worker-1 pid (\d+)", 120).group(1))
-  proc.wait_until(_checkpointed(killed), 600, "checkpoint")
-  os.kill(worker_1, signal.SIGKILL)
-  assert proc.wait(300) != 0
+  # Stopped: a real SIGTERM reaches worker-1 alone, after its second step. The workers
+  # agree on the next step (tf.distribute's PreemptionCheckpointHandler), both save there
+  # and exit 143, and so does the launcher: "retry me".
+  run = tmp_path / "interrupted"
+  proc = _cluster(spawn, tmp_path, small_data_dir, run, CLUSTER_RUN, "after_step:2:SIGTERM:1")
+  assert proc.wait(600) == 143, proc.output[-5000:]
+  where = "head epoch 1, step 3 of 4"
+  assert f"[worker-1] warning: stopped by SIGTERM at {where}" in proc.output
+  assert (f"[worker-0] warning: stopped by SIGTERM (sent to another worker) at {where}; "
+          f"checkpoint written in {run / 'checkpoints'}") in proc.output
+  assert "every worker saved a checkpoint at the same step" in proc.output
+  assert checkpoints.position(run) == (0, 0, 3)
+  assert list((tmp_path / "worker_tmp").iterdir()) == []
+  # Lost: worker-1 is killed (SIGKILL) at its third step after resuming, before the
+  # checkpoint of that step: the cluster stops, naming it; the work since the last
+  # checkpoint is lost.
+  proc = _cluster(spawn, tmp_path, small_data_dir, run, CLUSTER_RUN, "after_step:3:SIGKILL:1")
+  assert proc.wait(600) == 1, proc.output[-5000:]
+  assert "resumed from" in proc.output
   assert "worker-1" in proc.output and "exited with code -9" in proc.output
-  restart = _cluster(spawn, tmp_path, small_data_dir, killed, CLUSTER_RUN)
+  # The same command finishes: the uninterrupted run's weights.
+  restart = _cluster(spawn, tmp_path, small_data_dir, run, CLUSTER_RUN)
   assert restart.wait(900) == 0, restart.output[-5000:]
   assert "resumed from" in restart.output
   assert dict(CHECKSUMS.findall(restart.output)) == checksums
   # The same epochs, validations and rates; an epoch's mean training loss to float
   # rounding: the loss sum of a checkpoint taken mid-epoch is restored split across the
   # two workers (a SUM-aggregated variable), so its additions run in another order.
-  again = json.loads((killed / "history.json").read_text())
+  again = json.loads((run / "history.json").read_text())
   exact = lambda h: {k: v for k, v in h.items() if k not in ("images_per_sec", "loss")}
   assert [exact(h) for h in again] == [exact(h) for h in history]
   assert [h["loss"] for h in again] == pytest.approx([h["loss"] for h in history], rel=1e-6)

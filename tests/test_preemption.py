@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 
 from ctdist.training import preemption
+import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,13 +43,6 @@ def _cmd(model_dir, data_dir):
 
 def _env(**changes):
   return dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="", **changes)
-
-
-def _position(model_dir) -> tuple[int, int, int]:
-  """(phase, epoch, step) of the newest checkpoint."""
-  latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-  return tuple(int(tf.train.load_variable(latest, f"position/{k}/.ATTRIBUTES/VARIABLE_VALUE"))
-               for k in ("phase", "epoch", "step"))
 
 
 def _same_run(cmd, fault=None):
@@ -100,17 +93,17 @@ def test_stopped_by_signals_at_several_steps_a_run_ends_as_the_uninterrupted_one
   assert done.returncode == 143, done.stderr[-3000:]
   assert "Traceback" not in done.stderr
   assert _last_line(done) == _stopped_line("SIGTERM", "head epoch 1, step 3 of 4", run)
-  assert _position(run) == (0, 0, 3) and not (run / "model.keras").exists()
+  assert checkpoints.position(run) == (0, 0, 3) and not (run / "model.keras").exists()
   # 2. SIGKILL right after the fine-tune's first step, before its checkpoint: that step
   # is lost; the run goes on from the phase boundary.
   done = _same_run(cmd, "after_step:2:SIGKILL")
   assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
-  assert "resumed from" in done.stderr and _position(run) == (1, 0, 0)
+  assert "resumed from" in done.stderr and checkpoints.position(run) == (1, 0, 0)
   # 3. SIGINT inside the fine-tune's first epoch (its optimizer state in the checkpoint).
   done = _same_run(cmd, "after_step:2:SIGINT")
   assert done.returncode == 130, done.stderr[-3000:]
   assert _last_line(done) == _stopped_line("SIGINT", "finetune epoch 1, step 2 of 4", run)
-  assert _position(run) == (1, 0, 2)
+  assert checkpoints.position(run) == (1, 0, 2)
   # 4. A SIGTERM from outside while the resumed process compiles its first steps: it
   # stops where its line says, and the checkpoint holds that position.
   p = spawn(cmd, cwd=ROOT, env=_env())
@@ -119,7 +112,7 @@ def test_stopped_by_signals_at_several_steps_a_run_ends_as_the_uninterrupted_one
   assert p.wait(timeout=300) == 143, p.output[-3000:]
   stop = re.search(r"stopped by SIGTERM at finetune epoch (\d), step (\d) of 4", p.output)
   assert stop, p.output[-3000:]
-  assert _position(run) == (1, int(stop.group(1)) - 1, int(stop.group(2)))
+  assert checkpoints.position(run) == (1, int(stop.group(1)) - 1, int(stop.group(2)))
   # 5. The same command finishes: the weights, every epoch's losses, rates and early stop,
   # and the test metrics are the uninterrupted run's.
   _assert_same_run(reference, ref_dir, _same_run(cmd), run)

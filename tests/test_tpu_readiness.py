@@ -4,8 +4,10 @@ the whole replica steps compiled by XLA, and the Colab TPU notebook read statica
 import ast
 import configparser
 import json
+import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import types
@@ -274,19 +276,21 @@ def test_notebook_is_valid_and_uses_only_existing_flags():
 
 
 NOTEBOOK_COMMANDS = re.compile(r"(pip install |git clone |python -m (ctdist\.(train|evaluate|"
-                               r"predict|explain)|tfds_ctscan\.audit) )")
+                               r"predict|explain)|tfds_ctscan\.audit) |tfds build tfds_ctscan "
+                               r"--imports=tfds_ctscan )")
 
 
 def test_notebook_shell_steps_are_known_and_checked():
-  # Every `!` step is an install, a clone or one of ctdist's commands (nothing that needs
-  # the repository as working directory, like `tfds build tfds_ctscan`), and a failed step
-  # stops "Run all" with a line saying which (a `!` line alone would let the next run).
+  # Every `!` step is an install, a clone, one of ctdist's commands or the dataset's build
+  # (which imports the installed package: no repository as working directory), and a
+  # failed step stops "Run all" with a line saying which (a `!` line alone would not).
   for cell in _cells():
     steps = [line.strip()[1:] for line in cell.splitlines() if line.strip().startswith("!")]
     for step in steps:
       assert NOTEBOOK_COMMANDS.match(step), step
     if any(s.startswith(("pip install", "python -m ctdist.train", "python -m ctdist.evaluate",
-                         "python -m ctdist.explain", "python -m tfds_ctscan")) for s in steps):
+                         "python -m ctdist.explain", "python -m tfds_ctscan", "tfds build"))
+           for s in steps):
       assert re.search(r"^if _exit_code:.*\n  raise SystemExit\(", cell, re.MULTILINE), cell
 
 
@@ -342,3 +346,45 @@ def test_data_cell_without_credentials_or_upload_stops_with_one_line(monkeypatch
                             "KAGGLE_USERNAME and KAGGLE_KEY) or archive.zip from Kaggle "
                             "uploaded to /content/kaggle/")
   assert "no Kaggle credentials" in message and "\n" not in message
+
+
+def _shell_line(cell: str, start: str) -> str:
+  """The `!` command of `cell` that starts with `start`, its continuations joined."""
+  line = next(x for x in cell.replace("\\\n", " ").splitlines() if x.startswith("!" + start))
+  return line[1:]
+
+
+def test_notebook_keeps_the_run_on_drive_builds_first_and_the_training_cell_resumes(
+    kaggle_dir, tmp_path, monkeypatch):
+  code = _cells()
+  where = next(i for i, c in enumerate(code) if "drive.mount(" in c)
+  build = next(i for i, c in enumerate(code) if "!tfds build" in c)
+  train = next(i for i, c in enumerate(code) if "!python -m ctdist.train" in c)
+  assert where < build < train
+  # The run and the data live on the mounted Drive, where a new runtime finds them.
+  mounted = []
+  colab = types.ModuleType("google.colab")
+  colab.drive = types.SimpleNamespace(mount=mounted.append)
+  monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+  monkeypatch.setitem(sys.modules, "google.colab", colab)
+  names = {}
+  exec(compile(_kernel_python(code[where]), "where cell", "exec"), names)  # pylint: disable=exec-used
+  assert mounted == ["/content/drive"]
+  assert names["MODEL_DIR"].startswith("/content/drive/MyDrive/")
+  assert names["DATA_DIR"].startswith("/content/drive/MyDrive/")
+  # The training reads the built dataset only; re-running its cell resumes (the same
+  # --model_dir, no flag that starts afresh).
+  command = _shell_line(code[train], "python -m ctdist.train")
+  assert "--manual_dir" not in command and '--model_dir="{MODEL_DIR}"' in command
+  assert '--data_dir="{DATA_DIR}"' in command
+  # The build cell's command, run as Colab would (outside the repository, the package
+  # installed), builds tfds_ctscan/kaggle from a Kaggle-layout folder.
+  build_cmd = _shell_line(code[build], "tfds build").replace(
+      "{DATA_DIR}", str(tmp_path / "data")).replace("{MANUAL_DIR}", str(kaggle_dir))
+  tfds_cli = pathlib.Path(sys.executable).with_name("tfds")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  done = subprocess.run([str(tfds_cli), *shlex.split(build_cmd)[1:]], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  built = builders.builder("tfds_ctscan/kaggle", str(tmp_path / "data"))
+  assert built.info.splits["train"].num_examples == 16

@@ -1,12 +1,14 @@
 """Named crash points for tests: CTDIST_FAULT=POINT[:N] crashes the N-th arrival at POINT;
 CTDIST_FAULT=POINT:N:SIGTERM (or SIGINT, SIGKILL) sends that real signal to this process there
-instead, as a scheduler would, at a known step.
+instead, as a scheduler would, at a known step; POINT:N:SIGNAL:I only in the worker whose
+TF_CONFIG task index is I (a cluster's workers share the variable).
 
 The trainer and the atomic writes call `point(name)` where a crash would leave a run's
 files in a state a re-run must cope with. Unset (always, outside tests) a point does
 nothing but read the variable.
 """
 
+import json
 import os
 import signal
 
@@ -39,9 +41,10 @@ def point(name: str) -> None:
     return
   wanted, _, nth = spec.partition(":")
   nth, _, signame = nth.partition(":")
+  signame, _, task = signame.partition(":")
   if wanted not in POINTS:
     raise ValueError(f"{ENV}={spec!r}: unknown point {wanted!r}; known: {', '.join(POINTS)}")
-  if wanted != name:
+  if wanted != name or (task and int(task) != _task_index()):
     return
   if _arrivals["spec"] != spec:
     _arrivals.update(spec=spec, count=0)
@@ -52,3 +55,7 @@ def point(name: str) -> None:
       os.kill(os.getpid(), signal.Signals[signame])
       return
     raise Crash(f"injected crash at {name} (arrival {nth or 1})")
+
+
+def _task_index() -> int:
+  return json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", 0)

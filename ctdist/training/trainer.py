@@ -30,10 +30,10 @@ class Trainer:
   def __init__(self, strategy, model: keras.Model, opts: training_config.Options,
                plan: plan_lib.StepPlan, train_input, val_ds, chief: bool = True,
                worker: str = "local", class_weights: tuple[float, ...] | None = None,
-               loss_scaling: bool = False, watch: preemption.Watch | None = None):
+               loss_scaling: bool = False, watch=None):
     self.strategy, self.model, self.opts, self.plan = strategy, model, opts, plan
     self.model_dir, self.chief, self.loss_scaling = opts.model_dir, chief, loss_scaling
-    self.watch = watch or preemption.Watch()  # a signal it noted: checkpoint, then stop
+    self.watch = watch or preemption.Watch()  # a signal: checkpoint, stop (or ClusterWatch)
     self.phases = phases_lib.build(opts.schedule)
     self.write_dir = state.write_dir(self.model_dir, chief, worker)
     # train_input(phase, epoch, step): the phase's batches from there on (None: the

@@ -97,19 +97,22 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
                                opts.schedule.freeze_batchnorm)
   if chief:
     logging.info("augmentation: %s", augment.describe(opts.augment))
-  # One process holds every replica: its own SIGTERM handling. (Several workers or a TPU
-  # need tf.distribute's PreemptionCheckpointHandler: not yet.)
-  one_process = not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
-                                          tf.distribute.TPUStrategy))
-  watch = preemption.Watch().install() if one_process else None
+  # A SIGTERM/SIGINT stops after a step with a checkpoint there. Several workers agree on
+  # the step (tf.distribute's PreemptionCheckpointHandler); one process (one device,
+  # MirroredStrategy, a one-host TPU, where TF's handler does nothing) watches alone.
+  watch = (preemption.ClusterWatch(strategy, opts.model_dir)
+           if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+           else preemption.Watch().install())
   trainer = trainer_lib.Trainer(strategy, model, opts, plan, train_input, val_ds, chief,
                                 strategy_lib.worker_id(strategy), class_weights,
                                 loss_scaling=precision == "mixed_float16", watch=watch)
   try:
     history = trainer.run()
+  except preemption.Stopped:
+    trainer.cleanup()  # a worker's temporary folder (the chief's checkpoint is resumed)
+    raise
   finally:
-    if watch:
-      watch.uninstall()
+    watch.uninstall()
   logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
                saved.weights_checksum(model))
   return _finish(opts, strategy, model, b, history, chief, valid_split,
