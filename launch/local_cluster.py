@@ -101,19 +101,19 @@ def _run_once(num_workers: int, train_args: list[str], env: dict | None, python:
   checkpoint), the others get `stop_grace_s` to save theirs and exit."""
   ports = free_ports(num_workers)
   procs, threads, seen = [], [], {}
-  for i in range(num_workers):
-    worker_env = dict(env or os.environ, TF_CONFIG=tf_config(ports, i),
-                      PYTHONUNBUFFERED="1")
-    cmd = [python, "-m", "ctdist.train", "--strategy=multi_worker", *train_args]
-    proc = subprocess.Popen(cmd, env=worker_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    print(f"local_cluster: worker-{i} pid {proc.pid} TF_CONFIG {worker_env['TF_CONFIG']}",
-          file=out, flush=True)
-    t = threading.Thread(target=_stream, args=(proc, f"[worker-{i}]", out, seen), daemon=True)
-    t.start()
-    procs.append(proc)
-    threads.append(t)
-  with _PassOn(procs):  # a signal to the launcher: to every worker
+  with _PassOn(procs):  # a signal to the launcher: to every worker started
+    for i in range(num_workers):
+      worker_env = dict(env or os.environ, TF_CONFIG=tf_config(ports, i),
+                        PYTHONUNBUFFERED="1")
+      cmd = [python, "-m", "ctdist.train", "--strategy=multi_worker", *train_args]
+      proc = subprocess.Popen(cmd, env=worker_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+      procs.append(proc)  # at once: a signal from now on reaches it
+      print(f"local_cluster: worker-{i} pid {proc.pid} TF_CONFIG {worker_env['TF_CONFIG']}",
+            file=out, flush=True)
+      t = threading.Thread(target=_stream, args=(proc, f"[worker-{i}]", out, seen), daemon=True)
+      t.start()
+      threads.append(t)
     failed, started, first_done, hung = None, time.monotonic(), None, None
     while failed is None and any(p.poll() is None for p in procs):
       for i, p in enumerate(procs):
@@ -139,6 +139,9 @@ def _run_once(num_workers: int, train_args: list[str], env: dict | None, python:
     if failed is not None:
       if procs[failed].returncode in STOPPED and hung is None:
         _wait_all(procs, stop_grace_s)  # the others save at the same step and exit too
+        for p in procs:  # they were signalled: one still running after that is stuck
+          if p.poll() is None:
+            p.kill()
       for p in procs:
         if p.poll() is None:
           p.terminate()

@@ -140,6 +140,29 @@ exit 0
   assert "starting again on new ports (attempt 2 of 3)" in capsys.readouterr().err
 
 
+def test_a_signal_to_the_launcher_reaches_every_worker_and_is_its_status(tmp_path, capsys):
+  from launch import local_cluster  # pylint: disable=g-import-not-at-top
+  # Each fake worker notes a SIGTERM and exits 143, as ctdist does after its checkpoint;
+  # worker-1, once both run, sends SIGTERM to the launcher (this process) as a scheduler
+  # would. Stragglers after the stop grace are killed (SIGKILL), so a TERM noted by a
+  # worker came from the launcher passing the signal on.
+  python = _fake_python(tmp_path, """
+trap 'echo "TERM $TF_CONFIG" >> "$TERMS"; exit 143' TERM
+while [ "$(wc -l < "$STARTS")" -lt 2 ]; do sleep 0.05; done
+case "$TF_CONFIG" in *'"index": 1'*) kill -TERM $PPID;; esac
+while :; do sleep 0.05; done
+""")
+  env = dict(os.environ, STARTS=str(tmp_path / "starts"), TERMS=str(tmp_path / "terms"))
+  before = signal.getsignal(signal.SIGTERM)
+  assert local_cluster.launch(2, [], env=env, python=python, poll_s=0.05,
+                              stop_grace_s=60) == 143
+  assert signal.getsignal(signal.SIGTERM) is before  # the launcher's handler is gone
+  terms = (tmp_path / "terms").read_text()
+  assert '"index": 0' in terms and '"index": 1' in terms
+  err = capsys.readouterr().err
+  assert "stopped by SIGTERM (exit status 143)" in err and "re-run the same command" in err
+
+
 def test_cluster_does_not_retry_other_failures(tmp_path, capsys):
   from launch import local_cluster  # pylint: disable=g-import-not-at-top
   python = _fake_python(tmp_path, "echo 'ValueError: bad flag'; exit 3\n")
