@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 import tfds_ctscan  # noqa: E402,F401
 from tfds_ctscan import synthetic  # noqa: E402
+import once  # noqa: E402
 
 SMALL_COUNTS = {
     "train": {"adenocarcinoma": 3, "large_cell_carcinoma": 3, "normal": 7,
@@ -44,14 +45,14 @@ def kaggle_dir(tmp_path) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def small_data_dir(tmp_path_factory) -> str:
-  """A TFDS data_dir holding tfds_ctscan/kaggle built from a small fixture (34 images)."""
-  root = tmp_path_factory.mktemp("small")
-  synthetic.write_kaggle_layout(root / "manual", seed=3, counts=SMALL_COUNTS,
-                                size_range=(40, 64))
-  data_dir = root / "tfds"
-  tfds.builder("tfds_ctscan/kaggle", data_dir=str(data_dir)).download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(root / "manual")))
-  return str(data_dir)
+  """A TFDS data_dir holding tfds_ctscan/kaggle built from a small fixture (34 images),
+  beside its files in manual/."""
+  def build(root):
+    synthetic.write_kaggle_layout(root / "manual", seed=3, counts=SMALL_COUNTS,
+                                  size_range=(40, 64))
+    tfds.builder("tfds_ctscan/kaggle", data_dir=str(root / "tfds")).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(root / "manual")))
+  return str(once.shared(tmp_path_factory, "small", build) / "tfds")
 
 
 class Process:

@@ -23,6 +23,7 @@ from ctdist.model import serving
 from ctdist.scoring import evaluation
 from ctdist.scoring import stats
 from tfds_ctscan import layout
+import once
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,21 +40,21 @@ def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
   """One small training through the CLI, SavedModel exported, temperature calibrated,
   progress every 2 steps, the decoded images cached on disk in a temporary folder; the
   dataset is built by train itself from the Kaggle-layout folder given as --manual_dir.
-  Its terminal is kept in train.log, its TMPDIR is tmp/."""
-  root = tmp_path_factory.mktemp("cli")
-  manual = pathlib.Path(small_data_dir).parent / "manual"
-  out = root / "run"
-  (root / "tmp").mkdir()
-  done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={root / 'tfds'}",
-              f"--manual_dir={manual}", f"--model_dir={out}", "--weights=none",
-              "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
-              "--finetune_layers=5", "--export", "--calibrate", "--log_every_steps=2",
-              "--cache=disk", timeout=900, TMPDIR=str(root / "tmp"))
-  (root / "train.log").write_text(done.stderr)
-  assert done.returncode == 0, done.stderr[-3000:]
-  assert f"building tfds_ctscan/kaggle in {root / 'tfds'}" in done.stderr
-  assert "built tfds_ctscan/kaggle: test 13, train 16, valid 5" in done.stderr
-  return out
+  Its terminal is kept in train.log, its TMPDIR is tmp/. Built once, shared by the
+  workers: tests read it (a test that writes works on a copy)."""
+  def build(root):
+    manual = pathlib.Path(small_data_dir).parent / "manual"
+    (root / "tmp").mkdir()
+    done = _run("ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={root / 'tfds'}",
+                f"--manual_dir={manual}", f"--model_dir={root / 'run'}", "--weights=none",
+                "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
+                "--finetune_layers=5", "--export", "--calibrate", "--log_every_steps=2",
+                "--cache=disk", timeout=900, TMPDIR=str(root / "tmp"))
+    (root / "train.log").write_text(done.stderr)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"building tfds_ctscan/kaggle in {root / 'tfds'}" in done.stderr
+    assert "built tfds_ctscan/kaggle: test 13, train 16, valid 5" in done.stderr
+  return once.shared(tmp_path_factory, "cli_run", build) / "run"
 
 
 @pytest.mark.slow
@@ -96,9 +97,18 @@ def _image(small_data_dir, rel) -> pathlib.Path:
   return matches[0]
 
 
+def _copy(run_dir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+  """The shared run without its checkpoints, for a test that writes into it."""
+  copy = tmp_path / "run"
+  shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "best"))
+  return copy
+
+
 @pytest.mark.slow
-def test_evaluate_cli_scores_the_split_whole_and_leak_free(run_dir):
+def test_evaluate_cli_scores_the_split_whole_and_leak_free(run_dir, tmp_path):
+  run_dir = _copy(run_dir, tmp_path)
   (run_dir / "metrics_test.json").unlink()
+  (run_dir / "reliability_test.png").unlink()
   done = _run("ctdist.evaluate", f"--model_dir={run_dir}", "--split=test")
   assert done.returncode == 0, done.stderr[-3000:]
   report = json.loads((run_dir / "metrics_test.json").read_text())

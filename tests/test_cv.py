@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from tfds_ctscan import synthetic
 from ctdist.data import examples
 from ctdist.model import layers  # noqa: F401  registers ctdist's layers for load_model
+import once
 import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,24 +54,30 @@ def _pixels_digest(path: pathlib.Path) -> str:
 @pytest.fixture(scope="module")
 def cv_data(tmp_path_factory):
   """A Kaggle folder whose pool (train + valid) holds copies: a training image again in
-  valid (another name), and another twice in train."""
-  root = tmp_path_factory.mktemp("cvdata")
-  data = synthetic.write_kaggle_layout(root / "manual", seed=11, counts=COUNTS,
-                                       size_range=(40, 56))
-  normal = sorted((data / "train").glob("normal*/*"))
-  shutil.copy(normal[0], data / "valid" / normal[0].parent.name / "copy_a.png")
-  adeno = sorted((data / "train").glob("adenocarcinoma*/*"))
-  shutil.copy(adeno[0], adeno[0].parent / "copy_b.png")
-  _build(root / "manual", root / "tfds")
-  return root
+  valid (another name), and another twice in train (shared by the workers: read only)."""
+  def build(root):
+    data = synthetic.write_kaggle_layout(root / "manual", seed=11, counts=COUNTS,
+                                         size_range=(40, 56))
+    normal = sorted((data / "train").glob("normal*/*"))
+    shutil.copy(normal[0], data / "valid" / normal[0].parent.name / "copy_a.png")
+    adeno = sorted((data / "train").glob("adenocarcinoma*/*"))
+    shutil.copy(adeno[0], adeno[0].parent / "copy_b.png")
+    _build(root / "manual", root / "tfds")
+  return once.shared(tmp_path_factory, "cv_data", build)
 
 
 @pytest.fixture(scope="module")
 def sequential(cv_data, tmp_path_factory):
-  out = tmp_path_factory.mktemp("cv") / "seq"
-  done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", *FLAGS)
-  assert done.returncode == 0, done.stderr[-3000:]
-  return out, done
+  """The sequential cv run (built once, shared by the workers: read only) and its
+  terminal (stdout, stderr)."""
+  def build(root):
+    done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={root / 'seq'}", *FLAGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (root / "stdout").write_text(done.stdout)
+    (root / "stderr").write_text(done.stderr)
+  root = once.shared(tmp_path_factory, "cv_sequential", build)
+  return root / "seq", subprocess.CompletedProcess(
+      [], 0, (root / "stdout").read_text(), (root / "stderr").read_text())
 
 
 @pytest.mark.slow

@@ -30,28 +30,6 @@ def _cluster(spawn, tmp_path, data_dir, model_dir, extra=(), fault=None):
                                                           else {})))
 
 
-def _checkpointed(model_dir: pathlib.Path):
-  return lambda: (model_dir / "checkpoints" / "checkpoint").exists()
-
-
-@pytest.mark.slow
-def test_kill_9_then_rerun_resumes_without_losing_or_repeating_epochs(tmp_path, small_data_dir,
-                                                                      spawn):
-  model_dir = tmp_path / "run"
-  cmd = [sys.executable, "-m", "ctdist.train", "--strategy=cpu", f"--data_dir={small_data_dir}",
-         f"--model_dir={model_dir}", *TRAIN_FLAGS, "--head_epochs=3", "--finetune_epochs=1",
-         "--patience=10", "--checkpoint_every_steps=2", "--noexport"]
-  proc = spawn(cmd, cwd=ROOT, env=_env(tmp_path))
-  proc.wait_until(_checkpointed(model_dir), 600, "checkpoint")
-  proc.kill()  # SIGKILL: no clean-up of any kind
-  rerun = spawn(cmd, cwd=ROOT, env=_env(tmp_path))
-  assert rerun.wait(900) == 0, rerun.output[-5000:]
-  assert "resumed from" in rerun.output
-  history = json.loads((model_dir / "history.json").read_text())
-  assert [(h["phase"], h["epoch"]) for h in history] == [
-      ("head", 1), ("head", 2), ("head", 3), ("finetune", 1)]
-
-
 # Deterministic, two head epochs and one fine-tune epoch, a checkpoint every 2 steps.
 CLUSTER_RUN = ["--head_epochs=2", "--finetune_epochs=1", "--patience=10", "--deterministic",
                "--checkpoint_every_steps=2"]

@@ -16,6 +16,7 @@ from ctdist.reporting import run_page
 from ctdist.reporting import writer
 from ctdist.training import strategy as strategy_lib
 from ctdist.workflows import training_run
+import once
 import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,17 +27,18 @@ REQUIRED = os.environ.get("CTDIST_REQUIRE_BROWSER") == "1"
 
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
-  out = tmp_path_factory.mktemp("report") / "run"
-  with pytest.MonkeyPatch.context() as mp:
-    # --strategy=auto on a machine whose TPU does not answer: it must say so in the run's
-    # files, not only in a log line.
-    mp.setattr(strategy_lib, "_tpu_present", lambda: True)
-    mp.setattr(strategy_lib, "_tpu_strategy", _unreachable_tpu)
-    training_run.run(training_config.from_flat(
-        model_dir=str(out), dataset="tfds_ctscan/kaggle", data_dir=small_data_dir,
-        image_size=32, batch_size=4, head_epochs=0, finetune_epochs=1, finetune_layers=5,
-        weights="none", export=False))
-  return out
+  """A one-epoch run (built once, shared by the workers: read only)."""
+  def build(root):
+    with pytest.MonkeyPatch.context() as mp:
+      # --strategy=auto on a machine whose TPU does not answer: it must say so in the
+      # run's files, not only in a log line.
+      mp.setattr(strategy_lib, "_tpu_present", lambda: True)
+      mp.setattr(strategy_lib, "_tpu_strategy", _unreachable_tpu)
+      training_run.run(training_config.from_flat(
+          model_dir=str(root / "run"), dataset="tfds_ctscan/kaggle", data_dir=small_data_dir,
+          image_size=32, batch_size=4, head_epochs=0, finetune_epochs=1, finetune_layers=5,
+          weights="none", export=False))
+  return once.shared(tmp_path_factory, "report_run", build) / "run"
 
 
 def _unreachable_tpu(tpu):
