@@ -1,8 +1,9 @@
 """A SIGTERM or SIGINT is a save, not a loss (one process: one device, MirroredStrategy):
 the training stops after the step in flight with a checkpoint at that step, one line
 saying where, status 128 + the signal; the same command then finishes the run, and with
---deterministic it is the same run on one device: the weights, losses and metrics of a
-run never stopped. (Two workers: tests/test_launch.py.)"""
+--deterministic it is the same run: on one device the weights, losses and metrics of a
+run never stopped; over two mirrored devices its weights and training losses (the
+validation losses to 1e-2). (Two workers: tests/test_launch.py.)"""
 
 import json
 import math
@@ -135,3 +136,48 @@ def test_the_watch_notes_a_signal_and_hands_a_second_one_to_the_handler_before_i
     signal.signal(signal.SIGTERM, before)
   stop = preemption.Stopped(signal.SIGTERM, "head epoch 1, step 2 of 4", "/run/checkpoints")
   assert stop.exit_status == 143 and preemption.Stopped(signal.SIGINT, "", "").exit_status == 130
+
+
+# MirroredStrategy over the two logical CPUs tests/two_cpus.py makes: stopped inside the
+# fine-tune's first epoch (its optimizer state in the checkpoint), resumed in a new process.
+MIRRORED_RUN = ["--dataset=tfds_ctscan/kaggle", "--strategy=mirrored", "--weights=none",
+                "--nofreeze_batchnorm", "--image_size=32", "--batch_size=4", "--head_epochs=1",
+                "--finetune_layers=-1", "--finetune_epochs=2", "--finetune_lr=1e-2", "--seed=7",
+                "--lr_schedule=cosine", "--warmup_epochs=0.5", "--weight_decay=0.05",
+                "--label_smoothing=0.1", "--clip_norm=1", "--deterministic", "--noexport",
+                "--noreport"]
+
+
+def _two_cpus(model_dir, data_dir, fault=None):
+  cmd = [sys.executable, str(ROOT / "tests" / "two_cpus.py"), f"--model_dir={model_dir}",
+         f"--data_dir={data_dir}", *MIRRORED_RUN]
+  env = _env(**({"CTDIST_FAULT": fault} if fault else {}))
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_devices_stopped_by_sigterm_resumes_to_the_same_weights(
+    tmp_path, small_data_dir):
+  ref_dir, run = tmp_path / "uninterrupted", tmp_path / "interrupted"
+  reference = _two_cpus(ref_dir, small_data_dir)
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  assert "strategy MirroredStrategy: 2 replica(s)" in reference.stderr
+  # SIGTERM after the 6th call of steps: fine-tune epoch 1, step 2 of 4.
+  done = _two_cpus(run, small_data_dir, "after_step:6:SIGTERM")
+  assert done.returncode == 143, done.stderr[-3000:]
+  assert _last_line(done) == _stopped_line("SIGTERM", "finetune epoch 1, step 2 of 4", run)
+  assert checkpoints.position(run) == (1, 0, 2)
+  done = _two_cpus(run, small_data_dir)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "resumed from" in done.stderr
+  # The final weights (every weight's bytes, BatchNorm statistics included) and every
+  # epoch's training loss, accuracy and rate are the uninterrupted run's. The validation
+  # losses of the resumed process differ from about the 4th digit (measured 11.0722 vs
+  # 11.0809 after a fine-tune epoch at a rate that breaks the model) although its
+  # replicas' weights are equal: cause not found (README, "Resume").
+  assert CHECKSUM.findall(done.stderr) == CHECKSUM.findall(reference.stderr)
+  history, expected = _without_timing(run), _without_timing(ref_dir)
+  same = lambda h: {k: v for k, v in h.items() if k != "val_loss"}
+  assert [same(h) for h in history] == [same(h) for h in expected]
+  assert [h["val_loss"] for h in history] == pytest.approx(
+      [h["val_loss"] for h in expected], rel=1e-2)
