@@ -128,3 +128,30 @@ def test_a_window_of_no_width_is_refused():
     dicom.Window(center=-600, width=0)
   with pytest.raises(ValueError, match=r"got -5"):
     dicom.Window(width=-5)
+
+
+def test_a_class_folder_mixing_dicom_and_png_builds_one_dataset(kaggle_dir, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  data = kaggle_dir / "Data"
+  normal = next(p for p in (data / "train").iterdir() if p.name.startswith("normal"))
+  shutil.copy(CT_SMALL, normal / "slice.dcm")
+  shutil.copy(SERIES, data / "test" / "normal" / "17136")  # no extension
+  builder = tfds.builder("tfds_ctscan/kaggle", data_dir=str(tmp_path / "tfds"))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(kaggle_dir)))
+  assert builder.info.splits["train"].num_examples == 16 + 1
+  assert builder.info.splits["test"].num_examples == 13 + 1
+  found = {}
+  for split in ("train", "test"):
+    for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+      name = ex["file_name"].decode()
+      if name.endswith(("slice.dcm", "/17136")):
+        found[name.rsplit("/", 1)[1]] = (ex["image"], ex["label"])
+  assert set(found) == {"slice.dcm", "17136"}
+  # The dataset holds the windowed slice (lung window), labelled by its folder.
+  np.testing.assert_array_equal(found["slice.dcm"][0],
+                                dicom.decode(CT_SMALL.read_bytes(), "slice.dcm"))
+  normal_label = builder.info.features["label"].str2int("normal")
+  assert found["slice.dcm"][1] == found["17136"][1] == normal_label
+  assert found["17136"][0].shape == (16, 16, 3)

@@ -1,9 +1,13 @@
-"""Decodes image files by content into 8-bit RGB arrays, with a pixel limit."""
+"""Decodes image files by content into 8-bit RGB arrays, with a pixel limit: PNG, JPEG and
+the other formats PIL reads, and CT slices stored as DICOM (through a Hounsfield window,
+tfds_ctscan.dicom)."""
 
 import io
 
 import numpy as np
 from PIL import Image
+
+from tfds_ctscan import dicom
 
 # Refuse images above this many pixels (decompression-bomb guard). The largest real
 # Kaggle image is about 1200 x 900 px, so 40 MP leaves a wide margin.
@@ -12,7 +16,7 @@ MAX_PIXELS = 40_000_000
 # The image files a class folder may hold: extension -> the format PIL should find.
 EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
                      ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF",
-                     ".tiff": "TIFF", ".webp": "WEBP"}
+                     ".tiff": "TIFF", ".webp": "WEBP", ".dcm": "DICOM"}
 IMAGE_EXTENSIONS = tuple(EXTENSION_FORMATS)
 
 
@@ -46,7 +50,9 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def sniff_format(data: bytes) -> str | None:
-  """Returns PIL's format name for encoded bytes ('PNG', 'JPEG', ...) or None."""
+  """Returns PIL's format name for encoded bytes ('PNG', 'JPEG', ...), 'DICOM', or None."""
+  if dicom.is_dicom(data):
+    return "DICOM"
   try:
     with Image.open(io.BytesIO(data)) as img:
       return img.format
@@ -54,14 +60,15 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, name: str = "<bytes>",
-           max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str]:
+def decode(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS,
+           window: dicom.Window = dicom.LUNG) -> tuple[np.ndarray, str]:
   """Decodes encoded image bytes by content.
 
   Args:
     data: the file's bytes.
     name: the file's name, used in error messages only.
     max_pixels: images with more pixels than this are refused.
+    window: the Hounsfield window of a DICOM slice.
 
   Returns:
     (image, format): an H x W x 3 uint8 RGB array and PIL's format name.
@@ -71,6 +78,11 @@ def decode(data: bytes, name: str = "<bytes>",
   """
   if not data:
     raise ImageError(f"{name}: empty file (0 bytes)")
+  if dicom.is_dicom(data):
+    try:
+      return dicom.decode(data, name, window, max_pixels), "DICOM"
+    except dicom.DicomError as e:
+      raise ImageError(str(e)) from e
   try:
     img = Image.open(io.BytesIO(data))
   except Image.DecompressionBombError as e:
@@ -94,10 +106,11 @@ def decode(data: bytes, name: str = "<bytes>",
     return _to_rgb(img), img.format
 
 
-def read(path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str]:
+def read(path, max_pixels: int = MAX_PIXELS,
+         window: dicom.Window = dicom.LUNG) -> tuple[np.ndarray, str]:
   """Reads and decodes one image file; see `decode`."""
   with open(path, "rb") as f:
-    return decode(f.read(), str(path), max_pixels)
+    return decode(f.read(), str(path), max_pixels, window)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

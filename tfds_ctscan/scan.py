@@ -101,6 +101,8 @@ def format_mismatches(result: Scan) -> list[tuple[str, str]]:
   out = []
   for r in result.records:
     expected = images.EXTENSION_FORMATS.get(r.file.path.suffix.lower())
+    if expected is None and r.format == "DICOM":
+      continue  # DICOM files are often exported without an extension
     if expected != r.format:
       out.append((r.file.rel_name, r.format))
   return out
