@@ -17,8 +17,11 @@ from ctdist.config import commands as commands_config
 from ctdist.config import flagtree
 from ctdist.data import builders
 from ctdist.model import layers as ctdist_layers
+from ctdist.scoring import baseline
 from ctdist.scoring import evaluation
 from ctdist.scoring import metrics
+from ctdist.scoring import predictions
+from ctdist.store import atomic
 from ctdist.store import options_file
 
 
@@ -40,6 +43,10 @@ def main(argv):
         "from the leak-free column")
   print(metrics.render(report, ctdist_layers.class_names_of(model)))
   logging.info("wrote %s", os.path.join(o.run.folder, f"metrics_{o.split.split}.json"))
+  if o.baseline:
+    against = baseline.versus(predictions.load(o.run.folder, o.split.split), b)
+    print(baseline.render(against))
+    atomic.write_json(os.path.join(o.run.folder, f"baseline_{o.split.split}.json"), against)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from ctdist.data import builders
 from ctdist.model import layers as ctdist_layers
 from ctdist.model import resnet
 from ctdist.model import serving
+from ctdist.scoring import baseline
 from ctdist.scoring import evaluation
 from ctdist.scoring import stats
 from tfds_ctscan import layout
@@ -126,6 +127,15 @@ def test_evaluate_cli_scores_the_split_whole_and_leak_free(run_dir, tmp_path):
   assert f"[{iv['low']:.3f}, {iv['high']:.3f}]" in done.stdout
   assert "[brackets: 95 % intervals, percentile bootstrap, 1000 resamples" in done.stdout
   assert (run_dir / "reliability_test.png").stat().st_size > 0
+  # The trivial baselines beside it, compared paired, and one sentence on the pixels.
+  against = json.loads((run_dir / "baseline_test.json").read_text())
+  assert set(against["baselines"]) == {baseline.PIXEL, baseline.MAJORITY}
+  assert against["sentence"] in done.stdout.splitlines()
+  assert "A = the model" in done.stdout and "McNemar" in done.stdout
+  (run_dir / "baseline_test.json").unlink()
+  done = _run("ctdist.evaluate", f"--model_dir={run_dir}", "--split=test", "--nobaseline")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "baseline" not in done.stdout and not (run_dir / "baseline_test.json").exists()
 
 
 @pytest.mark.slow

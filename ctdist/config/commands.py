@@ -29,6 +29,9 @@ class EvaluateOptions:
   data: shared.DataSource = group(shared.DataSource)
   split: shared.SplitChoice = group(shared.SplitChoice)
   batch: shared.PredictBatch = group(shared.PredictBatch)
+  baseline: bool = option(True, "Also fit trivial baselines on the train split (raw pixels: "
+                          "PCA + logistic regression; the majority class), score them on "
+                          "--split and compare the model with each, paired.")
 
 
 @dataclasses.dataclass(frozen=True)
