@@ -151,8 +151,7 @@ MIRRORED_RUN = ["--dataset=tfds_ctscan/kaggle", "--strategy=mirrored", "--weight
 def _two_cpus(model_dir, data_dir, fault=None):
   cmd = [sys.executable, str(ROOT / "tests" / "two_cpus.py"), f"--model_dir={model_dir}",
          f"--data_dir={data_dir}", *MIRRORED_RUN]
-  env = _env(**({"CTDIST_FAULT": fault} if fault else {}))
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  return _same_run(cmd, fault)
 
 
 @pytest.mark.slow

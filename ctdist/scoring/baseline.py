@@ -10,8 +10,6 @@ difference). A model that does not beat the pixel baseline with an interval abov
 is told so in one sentence.
 """
 
-import hashlib
-
 import numpy as np
 from sklearn import decomposition
 from sklearn import linear_model
@@ -29,9 +27,9 @@ PIXEL = f"pixels ({SIZE}x{SIZE} grey, PCA {COMPONENTS}, logistic regression)"
 MAJORITY = "majority class"
 
 
-def pixels(b, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """(features [N, SIZE*SIZE], labels, leaked, exact-copy groups) of every example of
-  `split`, in `eval_dataset`'s order (that of `examples.file_names`)."""
+def pixels(b, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(features [N, SIZE*SIZE], labels, leaked) of every example of `split`, in
+  `eval_dataset`'s order (that of `examples.file_names`)."""
   features, labels, leaked, weights = [], [], [], []
   for batch in pipeline.eval_dataset(b, split, SIZE, 64).as_numpy_iterator():
     images = batch["image"].astype(np.float32)
@@ -40,12 +38,8 @@ def pixels(b, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     leaked.append(batch["leaked"])
     weights.append(batch["weight"])
   keep = np.concatenate(weights) > 0
-  x = np.concatenate(features)[keep]
-  ids = {}
-  groups = np.array([ids.setdefault(hashlib.sha1(row.tobytes()).hexdigest(), len(ids))
-                     for row in x])
-  return (x, np.concatenate(labels)[keep].astype(np.int64),
-          np.concatenate(leaked)[keep].astype(bool), groups)
+  return (np.concatenate(features)[keep], np.concatenate(labels)[keep].astype(np.int64),
+          np.concatenate(leaked)[keep].astype(bool))
 
 
 def fit_pixels(x: np.ndarray, y: np.ndarray, seed: int = 0) -> sk_pipeline.Pipeline:
@@ -60,16 +54,18 @@ def fit_pixels(x: np.ndarray, y: np.ndarray, seed: int = 0) -> sk_pipeline.Pipel
 
 def _predictions(p: predictions.Predictions, probs: np.ndarray, split_pixels,
                  names: np.ndarray) -> predictions.Predictions:
-  _, labels, leaked, groups = split_pixels
+  _, labels, leaked = split_pixels
+  # No copy groups of its own: the paired bootstrap resamples by the model's (`a`'s).
   return predictions.Predictions(
       dataset=p.dataset, split=p.split, class_names=p.class_names, temperature=1.0,
-      file_names=names, labels=labels, probs=probs, leaked=leaked, groups=groups)
+      file_names=names, labels=labels, probs=probs, leaked=leaked,
+      groups=np.arange(len(labels)))
 
 
 def versus(p: predictions.Predictions, b, train_split: str = "train", seed: int = 0) -> dict:
   """The baselines fitted on `train_split` and scored on `p`'s split, and the model's
   paired comparison with each ("a" is the model, "b" the baseline)."""
-  x_train, y_train, _, _ = pixels(b, train_split)
+  x_train, y_train, _ = pixels(b, train_split)
   split_pixels = pixels(b, p.split)
   names = examples.file_names(b, p.split)
   k = len(p.class_names)
