@@ -8,8 +8,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import keras
 import pytest
@@ -19,6 +17,7 @@ from ctdist.config import training as training_config
 from ctdist.model import layers as ctdist_layers
 from ctdist.store import options_file
 from tfds_ctscan import layout
+import forked
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECONDS = 120  # a TensorFlow import on a busy CI core; a mistake is found long before
@@ -36,6 +35,16 @@ def _tiny_model(inputs, x):
   logits = keras.layers.Dense(len(layout.CLASS_NAMES))(x)
   return keras.Model(inputs, ctdist_layers.LabeledSoftmax(
       list(layout.CLASS_NAMES), name=ctdist_layers.OUTPUT_NAME)(logits))
+
+
+@pytest.fixture(scope="module")
+def commands():
+  """Each case is `python -m ...` forked from one process that imported TensorFlow once
+  (tests/forked.py): 48 imports of TensorFlow would cost ~6 minutes of a core."""
+  server = forked.Server(dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES=""),
+                         timeout=SECONDS)
+  yield server
+  server.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +104,8 @@ CASES = {
     "train_bogus_eval_split": Case([*TRAIN, "--eval_split=bogus"],
                                    "--eval_split=bogus: tfds_ctscan/kaggle/", NEW),
     "train_unknown_config": Case([*TRAIN, "--dataset=tfds_ctscan/bogus"],
-                                 "has no config 'bogus'; use one of tfds_ctscan/kaggle", NEW),
+                                 "--dataset=tfds_ctscan/bogus: not built in {data} (the configs "
+                                 "tfds_ctscan/kaggle, tfds_ctscan/synthetic come with", NEW),
     "train_unknown_dataset": Case([*TRAIN, "--dataset=nosuch"],
                                   "no dataset 'nosuch' is registered", NEW),
     "train_not_built": Case([*TRAIN, "--data_dir={tmp}/empty"],
@@ -181,12 +191,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_mistake_ends_in_one_error_line_and_status_2(name, places):
+def test_a_mistake_ends_in_one_error_line_and_status_2(name, places, commands):
   case = CASES[name]
-  args = [a.format(**places) for a in case.args]
-  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-  done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, text=True,
-                        capture_output=True, timeout=SECONDS)
+  module, *args = [a.format(**places) for a in case.args]
+  done = commands.run(module, args)
   err = done.stderr
   assert done.returncode == 2, err[-3000:]
   assert "Traceback" not in err and "Traceback" not in done.stdout, err[-3000:]
@@ -226,19 +234,16 @@ BUGS = {
 
 
 @pytest.mark.parametrize("command", list(BUGS))
-def test_a_bug_in_ctdist_still_shows_its_traceback(command, places):
+def test_a_bug_in_ctdist_still_shows_its_traceback(command, places, commands):
   module, function, args = BUGS[command]
-  script = f"""
-import importlib, runpy, sys
+  prelude = f"""
+import importlib
 def planted(*args, **kwargs):
   raise ValueError("planted bug")
 setattr(importlib.import_module({module!r}), {function!r}, planted)
-sys.argv = {["ctdist." + command, *[a.format(**places) for a in args]]!r}
-runpy.run_module("ctdist.{command}", run_name="__main__")
 """
-  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-  done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, text=True,
-                        capture_output=True, timeout=SECONDS)
+  done = commands.run(f"ctdist.{command}", [a.format(**places) for a in args],
+                      prelude=prelude)
   assert done.returncode == 1, done.stderr[-3000:]
   assert "Traceback" in done.stderr and "ValueError: planted bug" in done.stderr
   assert not [line for line in done.stderr.splitlines() if line.startswith("error: ")]
