@@ -21,7 +21,6 @@ from ctdist.scoring import baseline
 from ctdist.scoring import evaluation
 from ctdist.scoring import metrics
 from ctdist.scoring import predictions
-from ctdist.store import atomic
 from ctdist.store import options_file
 
 
@@ -46,7 +45,7 @@ def main(argv):
   if o.baseline:
     against = baseline.versus(predictions.load(o.run.folder, o.split.split), b)
     print(baseline.render(against))
-    atomic.write_json(os.path.join(o.run.folder, f"baseline_{o.split.split}.json"), against)
+    baseline.write(against, o.run.folder, o.split.split)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 import html.parser
 
 # What the issue asks a report to show, in reading order (not read from ctdist.report).
-SECTIONS = ["run", "data", "training", "metrics", "confusion", "calibration", "gallery"]
+SECTIONS = ["run", "data", "training", "metrics", "baselines", "confusion", "calibration",
+            "gallery"]
 
 
 class Page(html.parser.HTMLParser):

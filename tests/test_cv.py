@@ -2,6 +2,7 @@
 fold never reaching training, --fold=i + aggregate equal to the sequential run."""
 
 import hashlib
+import html
 import json
 import os
 import pathlib
@@ -16,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from tfds_ctscan import synthetic
 from ctdist.data import examples
+from ctdist.scoring import baseline
 from ctdist.model import layers  # noqa: F401  registers ctdist's layers for load_model
 import once
 import pages
@@ -122,6 +124,21 @@ def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data,
     for names in copies:
       assert len({group_of[n] for n in names}) == 1, names
   assert len(summary["out_of_fold"]) == 2 and "out-of-fold (repeat 1, " in done.stdout
+  # Out of fold against the trivial baselines, each fold's fitted on its training part
+  # only. The majority baseline's hits, counted here from the folds' files and labels.
+  label_of = dict(zip(plan["files"], plan["labels"]))
+  for r in range(2):
+    hits = 0
+    for k in range(2):
+      fold = out / f"repeat{r}_fold{k}"
+      fit = json.loads((fold / "subset.json").read_text())["train"]["files"]
+      majority = np.bincount([label_of[n] for n in fit]).argmax()  # lowest label on a tie
+      held = json.loads((fold / "predictions_heldout.json").read_text())["examples"]
+      hits += sum(label_of[e["file_name"]] == majority for e in held)
+    against = summary["baseline"][r]["baselines"]
+    assert against[baseline.MAJORITY]["all"]["accuracy"]["b"] == hits / len(on_disk)
+    assert against[baseline.PIXEL]["all"]["num_examples"] == len(on_disk)
+    assert summary["baseline"][r]["sentence"] in done.stdout
   # The ensemble is the mean of the four fold models' test probabilities.
   tests = [json.loads((out / f / "predictions_test.json").read_text()) for f in FOLDS]
   by_file = [{e["file_name"]: e["probabilities"] for e in t["examples"]} for t in tests]
@@ -136,6 +153,7 @@ def test_sequential_cv_keeps_copies_in_one_fold_and_writes_every_output(cv_data,
   assert page.figures == sum(
       1 for e in ensemble["examples"] if int(np.argmax(e["probabilities"])) != e["label"])
   assert all((out / f / "report.html").exists() for f in FOLDS)
+  assert html.escape(summary["baseline"][1]["sentence"]) in (out / "report.html").read_text()
   # Each fold validated on its own inner part, not on the dataset's valid split.
   for f in FOLDS:
     inner = json.loads((out / f / "subset.json").read_text())["valid"]["files"]

@@ -35,7 +35,9 @@ TRAIN_FLAGS = {
     # added by issue 12
     "calibrate", "subset_file",
     # added by issue 13
-    "report"}
+    "report",
+    # added by issue 26
+    "baseline"}
 BENCH_FLAGS = {
     "json", "folder", "data_dir", "dataset", "image_size", "batch_size", "strategy",
     "precision", "phases", "finetune_layers", "steps", "warmup", "repeats",

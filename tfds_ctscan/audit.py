@@ -1,10 +1,14 @@
-"""Audits a Kaggle-layout chest-CT folder before training.
+"""Audits a chest-CT folder before training: the Kaggle release or your own class folders.
 
 Run: python -m tfds_ctscan.audit DIR [--json PATH]
-DIR is Data/, the folder above it, or the downloaded zip. Uses the builder's own
+     python -m tfds_ctscan.audit --layout=folder DIR [--classes=a,b,c]
+         [--window_center=-600 --window_width=1500] [--split_seed=0]
+DIR is Data/, the folder above it, or the downloaded zip (`kaggle`), or your folder of
+class folders (`folder`: the options of `tfds build --config='{"name": "folder", ...}'`,
+so the audit shows the splits and copies the build will write). Uses the builder's own
 scanning and hashing code, so the audit reports what `tfds build` will write.
 Exit status: 0 clean, 1 when images are unreadable (listed), 2 on a mistake (no such
-folder, not the Kaggle layout, a corrupt zip), with one `error:` line.
+folder, not the layout, a corrupt zip), with one `error:` line.
 """
 
 import collections
@@ -17,9 +21,11 @@ import zipfile
 from absl import app
 from absl import flags
 
+from tfds_ctscan import dicom
 from tfds_ctscan import hashing
 from tfds_ctscan import layout
 from tfds_ctscan import scan
+from tfds_ctscan import splitting
 
 
 def report(result: scan.Scan) -> dict:
@@ -30,6 +36,8 @@ def report(result: scan.Scan) -> dict:
   exact, near = scan.duplicate_groups(result)
   return {
       "data_root": str(result.data_root),
+      "class_names": list(result.class_names),
+      "split_assigned": result.pooled,
       "counts": {s: dict(sorted(counts[s].items())) for s in layout.SPLITS},
       "files_found": result.files_found,
       "examples": len(result.records),
@@ -49,7 +57,11 @@ def report(result: scan.Scan) -> dict:
 
 def render(rep: dict) -> str:
   """The human-readable summary of `report`."""
-  lines = [f"Audit of {rep['data_root']}", ""]
+  lines = [f"Audit of {rep['data_root']}", f"Classes: {', '.join(rep['class_names'])}"]
+  if rep["split_assigned"]:
+    lines.append("Splits assigned from one pool: grouped (copies stay together), "
+                 "stratified, as `tfds build` will write them")
+  lines.append("")
   for split, per_class in rep["counts"].items():
     total = sum(per_class.values())
     parts = ", ".join(f"{k} {v}" for k, v in per_class.items())
@@ -80,6 +92,13 @@ def render(rep: dict) -> str:
 
 def _define_flags():
   flags.DEFINE_string("json", None, "Also write the audit as JSON to this path.")
+  flags.DEFINE_enum("layout", "kaggle", ["kaggle", "folder"],
+                    "kaggle: the Kaggle release; folder: your own class folders.")
+  flags.DEFINE_list("classes", None, "folder: the class folders in label order (default: "
+                    "every folder, sorted).")
+  flags.DEFINE_float("window_center", dicom.LUNG.center, "DICOM window centre (HU).")
+  flags.DEFINE_float("window_width", dicom.LUNG.width, "DICOM window width (HU).")
+  flags.DEFINE_integer("split_seed", 0, "folder without split folders: the split's seed.")
 
 
 def _fail(error: Exception) -> None:
@@ -106,8 +125,15 @@ def main(argv):
       if source.suffix == ".zip" and source.is_file():
         _extract(source, tmp)
         source = pathlib.Path(tmp)
-      result = scan.scan(layout.find_data_root(source))
-    except layout.LayoutError as e:
+      f = flags.FLAGS
+      try:
+        window = dicom.Window(f.window_center, f.window_width)
+      except ValueError as e:
+        raise layout.LayoutError(f"--window_width={f.window_width}: {e}") from e
+      lay = (layout.folder(source, f.classes) if f.layout == "folder"
+             else layout.find_data_root(source))
+      result = scan.scan(lay, window=window, split_seed=f.split_seed)
+    except (layout.LayoutError, splitting.TooFewImagesError) as e:
       _fail(e)
     rep = report(result)
   print(render(rep))

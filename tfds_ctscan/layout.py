@@ -1,4 +1,5 @@
-"""Finds the Kaggle `Data/` folder, maps its class folders to labels, lists its files."""
+"""Where a dataset's images are and what their folders mean: the Kaggle `Data/` folder
+(its fixed class folders) or a user's own class folders (`folder`), and its files."""
 
 import dataclasses
 import os
@@ -8,6 +9,9 @@ from typing import Callable
 from tfds_ctscan import images
 
 SPLITS = ("train", "valid", "test")
+# The split of every file of a folder without split folders until the builder assigns it
+# (tfds_ctscan.splitting).
+POOL = "pool"
 
 # Label order of the `label` feature (alphabetical, as the Kaggle class folders sort).
 CLASS_NAMES = (
@@ -46,6 +50,105 @@ JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX"})
 
 class LayoutError(ValueError):
   """The manual directory does not hold the Kaggle layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """A dataset's folder and the meaning of its class folders.
+
+  `root` holds train/, valid/ and test/, each holding class folders, or (`pooled`) the
+  class folders themselves; `folder_to_label` maps a class folder's name to its class,
+  `class_names` is the label order.
+  """
+  root: pathlib.Path
+  class_names: tuple[str, ...]
+  folder_to_label: dict
+  pooled: bool = False
+  # A class folder without a usable image is a mistake (a user's folder); the Kaggle
+  # layout keeps its behaviour.
+  require_images: bool = False
+
+  @property
+  def splits(self) -> tuple[str, ...]:
+    return (POOL,) if self.pooled else SPLITS
+
+
+def kaggle(data_root: pathlib.Path) -> Layout:
+  """The Kaggle release's layout at its `Data/` folder (`find_data_root`)."""
+  return Layout(pathlib.Path(data_root), CLASS_NAMES, FOLDER_TO_LABEL)
+
+
+def _class_folders(path: pathlib.Path) -> list[str]:
+  return sorted(e.name for e in path.iterdir() if e.is_dir() and not is_junk(e.name))
+
+
+def _mapping(root: pathlib.Path, found: list[str], classes) -> dict:
+  """folder -> class for the folders found, from `classes`: None (each folder is its
+  class), a list of folder names (that order) or a dict folder -> class name."""
+  if classes is None:
+    return {f: f for f in found}
+  given = dict(classes) if isinstance(classes, dict) else {c: c for c in classes}
+  for name in given.values():
+    if not isinstance(name, str) or not name.strip() or "\n" in name:
+      raise LayoutError(f"class name {name!r} in the given classes: use a non-empty "
+                        "name on one line")
+  missing = [f for f in found if f not in given]
+  if missing:
+    raise LayoutError(f"class folder(s) {missing} in {root} are not in the given classes "
+                      f"{list(given)}: add them, or move them out of the folder")
+  if not isinstance(classes, dict):
+    absent = [c for c in given if c not in found]
+    if absent:
+      raise LayoutError(f"the given class(es) {absent} have no folder in {root} (found "
+                        f"{found}): name the class folders as the classes")
+  return {f: given[f] for f in found}
+
+
+def folder(path: os.PathLike | str, classes=None) -> Layout:
+  """The layout of a user's folder of class folders.
+
+  `path` holds train/, valid/ and test/ (all three), each with the same classes, or the
+  class folders directly (a single pool the builder splits). Class names are the
+  folder names (sorted) unless `classes` gives them: a list of folder names in label
+  order, or a dict folder -> class name (several folders may share a class: the Kaggle
+  release's staged and plain names).
+
+  Raises:
+    LayoutError: not a folder, some split folders only, classes that differ between
+      splits, fewer than two classes, or folders the given classes do not name.
+  """
+  root = pathlib.Path(path)
+  if not root.is_dir():
+    raise LayoutError(f"{root} is not a directory; give the folder that holds your class "
+                      "folders (or train/, valid/ and test/ with class folders in each)")
+  present = [s for s in SPLITS if (root / s).is_dir()]
+  if present:
+    missing = [s for s in SPLITS if s not in present]
+    if missing:
+      raise LayoutError(
+          f"{root} has {'/, '.join(present)}/ but no {'/, '.join(missing)}/: give all of "
+          f"{'/, '.join(SPLITS)}/ with the same class folders in each, or only the class "
+          "folders (the builder then splits them, grouped and stratified)")
+    found = sorted({f for s in SPLITS for f in _class_folders(root / s)})
+    mapping = _mapping(root, found, classes)
+    by_split = {s: sorted({mapping[f] for f in _class_folders(root / s)}) for s in SPLITS}
+    for s in SPLITS[1:]:
+      if by_split[s] != by_split[SPLITS[0]]:
+        raise LayoutError(
+            f"the class folders differ between splits: {root / SPLITS[0]} has "
+            f"{by_split[SPLITS[0]]}, {root / s} has {by_split[s]}; give every split the "
+            "same classes (or map folder names to classes with the `classes` option)")
+  else:
+    found = _class_folders(root)
+    mapping = _mapping(root, found, classes)
+  order = list(classes.values() if isinstance(classes, dict) else classes or sorted(found))
+  names = tuple(n for n in dict.fromkeys(order) if n in mapping.values())
+  if len(names) < 2:
+    raise LayoutError(
+        f"{root} holds {len(names)} class folder(s) {list(names)}: a classifier needs at "
+        "least 2; put each class's images in a folder of its own")
+  return Layout(root, names, {f: mapping[f] for f in found}, pooled=not present,
+                require_images=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,29 +232,33 @@ def _files_under(path: pathlib.Path) -> list[pathlib.Path]:
   return sorted(pathlib.Path(d) / f for d, _, names in os.walk(path) for f in names)
 
 
-def list_outside_splits(data_root: pathlib.Path) -> list[Ignored]:
-  """Every file in `Data/` that is not inside train/, valid/ or test/ (a README, ...)."""
-  return [Ignored(p.relative_to(data_root).as_posix(), "outside train/, valid/ and test/")
-          for entry in sorted(data_root.iterdir()) if entry.name not in SPLITS
+def list_outside_splits(lay: Layout) -> list[Ignored]:
+  """Every file in `Data/` that is not inside train/, valid/ or test/ (a README, ...);
+  none for a pool (a file beside its class folders is listed by `list_split`)."""
+  if lay.pooled:
+    return []
+  return [Ignored(p.relative_to(lay.root).as_posix(), "outside train/, valid/ and test/")
+          for entry in sorted(lay.root.iterdir()) if entry.name not in SPLITS
           for p in _files_under(entry)]
 
 
-def list_split(data_root: pathlib.Path, split: str
-               ) -> tuple[list[ImageFile], list[Ignored]]:
-  """Lists one split's candidate images and the files ignored in it.
+def list_split(lay: Layout, split: str) -> tuple[list[ImageFile], list[Ignored]]:
+  """Lists one split's candidate images and the files ignored in it (`POOL`: the class
+  folders of a pooled layout).
 
   A file counts as a candidate if its extension is an image extension or its
   content is an image; other files are ignored and reported.
 
   Raises:
-    LayoutError: a class folder with an unknown name, or a stray image directly
-      in the split folder.
+    LayoutError: a class folder with an unknown name, or (a user's layout) a class
+      folder without any image.
   """
-  split_dir = data_root / split
+  data_root = lay.root
+  split_dir = data_root if split == POOL else data_root / split
   files, ignored = [], []
-  unknown = []
+  unknown, empty = [], []
   for entry in sorted(split_dir.iterdir()):
-    rel = f"{split}/{entry.name}"
+    rel = entry.relative_to(data_root).as_posix()
     if is_junk(entry.name):  # a file, or a folder such as .ipynb_checkpoints/: each file
       ignored += [Ignored(p.relative_to(data_root).as_posix(), "hidden or system file")
                   for p in _files_under(entry)]
@@ -159,10 +266,11 @@ def list_split(data_root: pathlib.Path, split: str
     if not entry.is_dir():
       ignored.append(Ignored(rel, "file outside any class folder"))
       continue
-    if entry.name not in FOLDER_TO_LABEL:
+    if entry.name not in lay.folder_to_label:
       unknown.append(entry.name)
       continue
-    label = FOLDER_TO_LABEL[entry.name]
+    label = lay.folder_to_label[entry.name]
+    before = len(files)
     for dirpath, dirnames, filenames in os.walk(entry):
       dirnames.sort()
       for fname in sorted(filenames):
@@ -177,10 +285,15 @@ def list_split(data_root: pathlib.Path, split: str
           ignored.append(Ignored(
               rel_name, f"not an image (extension {path.suffix or 'none'!r}, "
               "content not a known image format)"))
+    if len(files) == before:
+      empty.append(str(entry))
   if unknown:
     raise LayoutError(
         f"unknown class folder(s) {unknown} in {split_dir}; accepted names: "
-        f"{sorted(FOLDER_TO_LABEL)}")
+        f"{sorted(lay.folder_to_label)}")
+  if empty and lay.require_images:
+    raise LayoutError(f"class folder(s) without any image: {', '.join(empty)}; put the "
+                      "class's images there, or remove the folder")
   return files, ignored
 
 

@@ -1,14 +1,17 @@
-"""Reads every image of a Kaggle-layout folder once: labels, formats, hashes, problems."""
+"""Reads every image of a dataset's folder once: labels, formats, hashes, problems; splits
+a pool of class folders into train, valid and test."""
 
 import dataclasses
 import pathlib
 
 import numpy as np
 
+from tfds_ctscan import dicom
 from tfds_ctscan import hashing
 from tfds_ctscan import images
 from tfds_ctscan import layout
 from tfds_ctscan import parallel
+from tfds_ctscan import splitting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,13 +26,15 @@ class Record:
 
 @dataclasses.dataclass
 class Scan:
-  """Everything found in a `Data/` folder."""
+  """Everything found in a dataset's folder."""
   data_root: pathlib.Path
   records: list[Record]
   phashes: np.ndarray  # [len(records), 256] perceptual hashes
   ignored: list[layout.Ignored]
   unreadable: list[str]  # one message per file that could not be decoded
   leaked: list[bool]
+  class_names: tuple[str, ...] = layout.CLASS_NAMES
+  pooled: bool = False  # its splits were assigned (`splitting.split_pool`)
 
   @property
   def files_found(self) -> int:
@@ -40,11 +45,12 @@ class UnreadableImagesError(ValueError):
   """One or more image files could not be decoded; lists all of them."""
 
 
-def _read(f: layout.ImageFile, max_pixels: int, png: pathlib.Path | None):
+def _read(f: layout.ImageFile, max_pixels: int, png: pathlib.Path | None,
+          window: dicom.Window):
   """(Record, perceptual hash) of one file, or the ImageError that refuses it; with
   `png`, its decoded pixels are also written there as PNG."""
   try:
-    pixels, fmt = images.read(f.path, max_pixels)
+    pixels, fmt = images.read(f.path, max_pixels, window)
   except images.ImageError as e:
     return e
   if png is not None:
@@ -53,25 +59,33 @@ def _read(f: layout.ImageFile, max_pixels: int, png: pathlib.Path | None):
           hashing.perceptual_hash(pixels))
 
 
-def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS,
-         threads: int | None = None, encode_to: pathlib.Path | None = None) -> Scan:
-  """Decodes every candidate image under `data_root` (the `Data/` folder), on
+def scan(data_root: "pathlib.Path | layout.Layout", max_pixels: int = images.MAX_PIXELS,
+         threads: int | None = None, encode_to: pathlib.Path | None = None,
+         window: dicom.Window = dicom.LUNG, split_seed: int = 0) -> Scan:
+  """Decodes every candidate image of a layout (a path: the Kaggle `Data/` folder), on
   `threads` threads (default: the CPU count); the result does not depend on them.
 
   With `encode_to` (a folder), each image is also written there as PNG while it is
   decoded (`Record.encoded`): the builder writes those bytes, so no image is decoded
-  twice.
+  twice. DICOM slices go through `window`. A pooled layout's images are split into
+  train, valid and test by `splitting.split_pool` (seeded by `split_seed`): copies stay
+  in one split, so none is flagged leaked.
+
+  Raises:
+    layout.LayoutError: see `layout.list_split`.
+    splitting.TooFewImagesError: a pool with too few images of a class to split.
   """
+  lay = data_root if isinstance(data_root, layout.Layout) else layout.kaggle(data_root)
   records, hashes, unreadable = [], [], []
-  files, ignored = [], layout.list_outside_splits(data_root)
-  for split in layout.SPLITS:
-    split_files, split_ignored = layout.list_split(data_root, split)
+  files, ignored = [], layout.list_outside_splits(lay)
+  for split in lay.splits:
+    split_files, split_ignored = layout.list_split(lay, split)
     files += split_files
     ignored += split_ignored
   def read(item):
     i, f = item
     return _read(f, max_pixels, None if encode_to is None
-                 else pathlib.Path(encode_to) / f"{i:07d}.png")
+                 else pathlib.Path(encode_to) / f"{i:07d}.png", window)
 
   for result in parallel.ordered_map(read, enumerate(files), threads):
     if isinstance(result, images.ImageError):
@@ -81,9 +95,16 @@ def scan(data_root: pathlib.Path, max_pixels: int = images.MAX_PIXELS,
       hashes.append(result[1])
   phashes = (np.stack(hashes) if hashes
              else np.zeros((0, hashing.THUMB_SIZE ** 2), np.uint8))
+  if lay.pooled and records:
+    labels = [lay.class_names.index(r.file.label) for r in records]
+    split_of = splitting.split_pool(labels, hashing.component_ids(phashes), split_seed,
+                                    lay.class_names)
+    records = [dataclasses.replace(r, file=dataclasses.replace(r.file, split=s))
+               for r, s in zip(records, split_of)]
   leaked = hashing.leaked([r.file.split for r in records],
                           [r.exact for r in records], phashes, layout.SPLITS)
-  return Scan(data_root, records, phashes, ignored, unreadable, leaked)
+  return Scan(lay.root, records, phashes, ignored, unreadable, leaked,
+              lay.class_names, lay.pooled)
 
 
 def raise_if_unreadable(result: Scan) -> None:

@@ -6,21 +6,52 @@ import os
 import pathlib
 import shutil
 import tempfile
+from typing import Any
 
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_ctscan import dicom
 from tfds_ctscan import layout
 from tfds_ctscan import scan
+from tfds_ctscan import splitting
 
 KAGGLE_DATASET = "mohamedhanyyy/chest-ctscan-images"
 
 
 @dataclasses.dataclass
 class CtScanConfig(tfds.core.BuilderConfig):
-  """`kaggle` reads the manual dir; `synthetic` generates slices from `seed`."""
+  """`kaggle` reads the manual dir; `synthetic` generates slices from `seed`. Any other
+  name is a user's own class folders, read from the manual dir (`is_own_folder`):
+
+    tfds build tfds_ctscan --config='{"name": "mine", "classes": ["a", "b"]}' \
+        --manual_dir=YOUR_FOLDER --data_dir=DATA_DIR
+
+  (or `CtScanConfig(name="mine", ...)` from Python), read back as `tfds_ctscan/mine`.
+  They are not listed in BUILDER_CONFIGS, so `tfds build tfds_ctscan` builds the Kaggle
+  release and the synthetic set only, as it always has. Their options, recorded in the
+  dataset's metadata:
+    classes: the class names: a list of folder names (label order) or a dict folder ->
+      class name; by default each folder is a class, sorted.
+    window_center, window_width: the Hounsfield window of DICOM slices (lung by default).
+    split_seed: the shuffle of a pool's grouped, stratified split.
+  """
   seed: int = 0
+  classes: Any = None
+  window_center: float = dicom.LUNG.center
+  window_width: float = dicom.LUNG.width
+  split_seed: int = 0
+
+  @property
+  def is_own_folder(self) -> bool:
+    return self.name not in ("kaggle", "synthetic")
+
+  def window(self) -> dicom.Window:
+    try:
+      return dicom.Window(float(self.window_center), float(self.window_width))
+    except ValueError as e:
+      raise layout.LayoutError(f"window_width={self.window_width}: {e}") from e
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -52,12 +83,20 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     tfds build tfds_ctscan --manual_dir=THAT_DIR
   With Kaggle credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME and
   KAGGLE_KEY) and an empty manual dir, the download is done for you.
+
+  Your own class folders (PNG, JPEG or DICOM; train/, valid/ and test/ or one pool of
+  class folders) are built under a config name of your choice:
+    tfds build tfds_ctscan --config='{{"name": "mine"}}' --manual_dir=YOUR_FOLDER
   """
 
   def _info(self) -> tfds.core.DatasetInfo:
+    # A user's folder's class names are set when it is built (from its folders or the
+    # `classes` option) and read back from the built dataset (label.labels.txt).
+    label = (tfds.features.ClassLabel() if self.builder_config.is_own_folder
+             else tfds.features.ClassLabel(names=list(layout.CLASS_NAMES)))
     features = {
         "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
-        "label": tfds.features.ClassLabel(names=list(layout.CLASS_NAMES)),
+        "label": label,
         "file_name": tfds.features.Text(),
         "leaked": tfds.features.Scalar(
             dtype=np.bool_, doc="An exact or near copy of an image in an earlier split."),
@@ -69,6 +108,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=tfds.features.FeaturesDict(features),
         supervised_keys=("image", "label"),
         homepage=f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}",
+        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -80,14 +120,29 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       atexit.register(shutil.rmtree, out, ignore_errors=True)
       data_root = synthetic.write_kaggle_layout(out, seed=self.builder_config.seed)
       self._findings = synthetic.read_findings(data_root)
+    elif self.builder_config.is_own_folder:
+      data_root = layout.folder(_manual_folder(dl_manager, self.builder_config.name),
+                                self.builder_config.classes)
     else:
       data_root = layout.find_data_root(_kaggle_folder(dl_manager))
+    config = self.builder_config
+    window = config.window()
     # Decoded once: the scan writes each image's pixels as PNG while it hashes them.
     encoded = tempfile.mkdtemp(prefix="tfds_ctscan_png_")
     atexit.register(shutil.rmtree, encoded, ignore_errors=True)
-    result = scan.scan(data_root, encode_to=pathlib.Path(encoded))
+    result = scan.scan(data_root, encode_to=pathlib.Path(encoded), window=window,
+                       split_seed=config.split_seed)
     scan.raise_if_unreadable(result)
     _log_summary(result)
+    if config.is_own_folder:
+      self.info.features["label"].names = list(result.class_names)
+    self.info.metadata.update({
+        "window": {"center": window.center, "width": window.width},
+        "dicom_slices": sum(r.format == "DICOM" for r in result.records),
+        "split": ({"assigned": "grouped, stratified (tfds_ctscan.splitting)",
+                   "seed": config.split_seed, "parts": dict(splitting.PARTS)}
+                  if result.pooled else "the folder's own"),
+    })
     return {split: self._generate_examples(result, split)
             for split in layout.SPLITS}
 
@@ -110,6 +165,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 def _has_kaggle_credentials() -> bool:
   return bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")
               ) or (pathlib.Path.home() / ".kaggle" / "kaggle.json").exists()
+
+
+def _manual_folder(dl_manager, self_name: str) -> pathlib.Path:
+  try:
+    return pathlib.Path(dl_manager.manual_dir)
+  except AssertionError as e:  # TFDS's "manual dir does not exist or is empty"
+    raise layout.LayoutError(
+        f"the {self_name} config reads your class folders from the manual dir: pass "
+        "--manual_dir=YOUR_FOLDER (it is missing or empty)") from e
 
 
 def _kaggle_folder(dl_manager) -> pathlib.Path:

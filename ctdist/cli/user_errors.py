@@ -16,12 +16,14 @@ from ctdist.training import strategy
 from ctdist.training import state
 from tfds_ctscan import layout
 from tfds_ctscan import scan
+from tfds_ctscan import splitting
 
 # Training a run (ctdist.train, each fold of ctdist.cv).
 TRAINING = (builders.DatasetNotBuiltError, builders.UnknownDatasetError,
             builders.UnknownSplitError, plan.BatchSizeError, subsets.SubsetError,
             resnet.WeightsError, strategy.StrategyError, layout.LayoutError,
-            scan.UnreadableImagesError, options_file.ResumeError,
+            scan.UnreadableImagesError, splitting.TooFewImagesError,
+            options_file.ResumeError,
             options_file.OptionsFileError, state.DivergedError)
 # Reading a trained run (evaluate, calibrate, predict, explain, report).
 READING_A_RUN = (shared.RunFolderError, saved.ModelFileError, builders.DatasetNotBuiltError,

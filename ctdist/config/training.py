@@ -132,6 +132,9 @@ class Options:
   export: bool = option(True, "Also export a SavedModel for serving.")
   report: bool = option(True, "Write report.html when training ends (python -m "
                         "ctdist.report writes it again).")
+  baseline: bool = option(True, "When training ends, also fit trivial baselines (raw "
+                          "pixels, majority class) on the training split and compare the "
+                          "model with them on --eval_split, paired (as ctdist.evaluate).")
 
   def __post_init__(self):
     if self.image_size < MIN_IMAGE_SIZE:

@@ -25,22 +25,29 @@ class UnknownSplitError(ValueError):
   """A split the dataset does not have."""
 
 
-def check_name(dataset: str) -> None:
-  """Raises UnknownDatasetError unless `dataset` ("NAME" or "NAME/CONFIG[:VERSION]") is a
-  registered dataset and config; the message lists the configs."""
+def check_name(dataset: str):
+  """The registered builder class of `dataset` ("NAME" or "NAME/CONFIG[:VERSION]").
+
+  Raises:
+    UnknownDatasetError: no dataset NAME is registered.
+  """
   import tfds_ctscan  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  name, _, config = dataset.partition("/")
-  config = config.partition(":")[0]
+  name = dataset.partition("/")[0]
   try:
-    cls = tfds.builder_cls(name)
+    return tfds.builder_cls(name)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise UnknownDatasetError(
         f"--dataset={dataset}: no dataset {name!r} is registered; use "
-        "tfds_ctscan/kaggle or tfds_ctscan/synthetic") from e
-  configs = sorted(getattr(cls, "builder_configs", {}) or {})
-  if config and config not in configs:
-    raise UnknownDatasetError(f"--dataset={dataset}: {name} has no config {config!r}; use "
-                              f"one of {', '.join(f'{name}/{c}' for c in configs)}")
+        "tfds_ctscan/kaggle, tfds_ctscan/synthetic or tfds_ctscan/YOUR_FOLDER_CONFIG") from e
+
+
+def _own_config(cls, dataset: str) -> str | None:
+  """The config of `dataset` when it is not one of the builder's listed configs: a
+  user's own folder (tfds_ctscan: any other name), read back from its files."""
+  config = dataset.partition("/")[2].partition(":")[0]
+  if config and config not in (getattr(cls, "builder_configs", None) or {}):
+    return config
+  return None
 
 
 def check_split(b, split: str, flag: str = "--split") -> None:
@@ -54,11 +61,15 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
   """Returns the prepared TFDS builder, preparing it if `manual_dir` is given.
 
   Raises:
-    UnknownDatasetError: no such dataset or config.
+    UnknownDatasetError: no such dataset.
     DatasetNotBuiltError: not prepared and no `manual_dir`; says how to build it.
   """
-  check_name(dataset)
-  b = tfds.builder(dataset, data_dir=data_dir)
+  cls = check_name(dataset)
+  own = _own_config(cls, dataset)
+  if own is not None:
+    b = _own_folder(cls, dataset, own, data_dir, manual_dir)
+  else:
+    b = tfds.builder(dataset, data_dir=data_dir)
   if not b.is_prepared():
     if manual_dir is None and not dataset.endswith("/synthetic"):
       raise DatasetNotBuiltError(
@@ -73,3 +84,23 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
     logging.info("built %s: %s", dataset, ", ".join(
         f"{name} {split.num_examples}" for name, split in sorted(b.info.splits.items())))
   return b
+
+
+def _own_folder(cls, dataset: str, config: str, data_dir: str | None,
+                manual_dir: str | None):
+  """The builder of a user's folder dataset: read from its files (TFDS reads a config
+  the code does not list from the prepared dataset), or one to build from `manual_dir`
+  with the config's default options."""
+  name = dataset.partition("/")[0]
+  try:
+    return tfds.builder(dataset, data_dir=data_dir)
+  except ValueError as e:  # TFDS: "BuilderConfig ... not found": no files, no code
+    if manual_dir is None:
+      configs = ", ".join(f"{name}/{c}" for c in sorted(getattr(cls, "builder_configs", {})))
+      raise DatasetNotBuiltError(
+          f"--dataset={dataset}: not built in {data_dir or '~/tensorflow_datasets'} (the "
+          f"configs {configs} come with the code; any other name is your own folder): "
+          f"`tfds build {name} --config='{{\"name\": \"{config}\"}}' "
+          f"--manual_dir=YOUR_FOLDER --data_dir={data_dir or '~/tensorflow_datasets'}`, "
+          "or check the name") from e
+  return cls(config=cls.builder_config_cls(name=config), data_dir=data_dir)

@@ -5,6 +5,8 @@ class balance (scikit-learn's StratifiedGroupKFold). Plain arrays in, fold ids o
 import numpy as np
 from sklearn import model_selection
 
+from tfds_ctscan import splitting
+
 
 class FoldCountError(ValueError):
   """More folds than a class has groups of copies, or fewer than 2."""
@@ -39,11 +41,7 @@ def assign(labels, groups, folds: int, seed: int, class_names=None) -> np.ndarra
     FoldCountError: K < 2, or a class has fewer than K groups.
   """
   _check(labels, groups, folds, class_names)
-  fold_of = np.full(len(labels), -1)
-  splitter = model_selection.StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-  for k, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
-    fold_of[held_out] = k
-  return fold_of
+  return splitting.parts(labels, groups, folds, seed)
 
 
 def inner_validation(labels, groups, train_index, parts: int, seed: int,

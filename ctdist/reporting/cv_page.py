@@ -57,6 +57,9 @@ def cv_report(root: str, b=None, limit: int = commands_config.GALLERY) -> str:
   body += (f"<h3>Ensemble of the {len(folds)} fold models on {html.esc(split)}</h3>"
            + sections.metrics_table(summary["ensemble"], class_names))
   parts.append(html.section("metrics", "Metrics", body))
+  parts.append(html.section("baselines", "Better than trivial?", "".join(
+      sections.baselines(against, f"the out-of-fold predictions (repeat {r})")
+      for r, against in enumerate(summary.get("baseline") or [None]))))
   confusion = "".join(sections.confusion_table(m["all"]["confusion_matrix"], class_names, t)
                       for m, t in [(o, f"out-of-fold {r}")
                                    for r, o in enumerate(summary["out_of_fold"])]

@@ -11,6 +11,7 @@ from ctdist.reporting import gallery
 from ctdist.reporting import html
 from ctdist.reporting import sections
 from ctdist.saliency import choice
+from ctdist.scoring import baseline
 from ctdist.scoring import metrics
 from ctdist.scoring import predictions
 from ctdist.store import run_files
@@ -79,6 +80,8 @@ def run_report(model_dir: str, b=None, limit: int = commands_config.GALLERY) -> 
   confusion = "".join(sections.confusion_table(report[c]["confusion_matrix"], class_names, t)
                       for c, t in (("all", "all"), ("leak_free", "leak-free"))
                       if "confusion_matrix" in report[c])
+  parts.append(html.section("baselines", "Better than trivial?", sections.baselines(
+      baseline.read(model_dir, split), split)))
   parts.append(html.section("confusion", "Confusion matrices", confusion or (
       '<p class="warn">no confusion matrix: the split has no labelled example</p>')))
   parts.append(html.section("calibration", "Calibration", sections.calibration(

@@ -92,3 +92,28 @@ def calibration(model_dir, split, report, fitted) -> str:
   diagram = run_files.read_bytes(model_dir, f"reliability_{split}.png")
   return text + (f'<div class="figures">{html.image(diagram, "reliability diagram")}</div>'
                  if diagram else "")
+
+
+def baselines(against: dict | None, what: str) -> str:
+  """The model against the trivial baselines (`baseline.versus`'s report) on `what`: the
+  verdict's sentence, then each baseline's paired comparison, per column."""
+  if not against:
+    return ('<p class="warn">no baseline comparison (trained with --nobaseline): run '
+            "python -m ctdist.evaluate to fit the baselines</p>")
+  rows = []
+  for name, c in against["baselines"].items():
+    for column, title in (("all", "all"), ("leak_free", "leak-free")):
+      col = c[column]
+      if not col["num_examples"]:
+        continue
+      acc, m = col["accuracy"], col["mcnemar_exact"]
+      d = acc["difference"]
+      rows.append([name, f"{title} ({col['num_examples']})", f"{acc['a']:.3f}",
+                   f"{acc['b']:.3f}", f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",
+                   f"{m['p_value']:.4g}"])
+  verdict = "" if against["beats_pixels"] else ' class="warn"'
+  return (f"<p{verdict}>{html.esc(against['sentence'])}</p>"
+          f"<p>Baselines fitted on {html.esc(against['train_split'])}, scored on {html.esc(what)}"
+          f"; paired with the model on the same examples (seed {against['seed']}).</p>"
+          + html.table(["baseline", "examples", "model accuracy", "baseline accuracy",
+                        "difference [95 % interval]", "McNemar p"], rows))

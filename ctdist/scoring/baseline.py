@@ -10,6 +10,8 @@ difference). A model that does not beat the pixel baseline with an interval abov
 is told so in one sentence.
 """
 
+import os
+
 import numpy as np
 from sklearn import decomposition
 from sklearn import linear_model
@@ -20,6 +22,8 @@ from ctdist.data import examples
 from ctdist.data import pipeline
 from ctdist.scoring import comparison
 from ctdist.scoring import predictions
+from ctdist.store import atomic
+from ctdist.store import run_files
 
 SIZE = 16  # pixels a side
 COMPONENTS = 32  # principal components kept (fewer when the split is smaller)
@@ -62,23 +66,39 @@ def _predictions(p: predictions.Predictions, probs: np.ndarray, split_pixels,
       groups=np.arange(len(labels)))
 
 
-def versus(p: predictions.Predictions, b, train_split: str = "train", seed: int = 0) -> dict:
-  """The baselines fitted on `train_split` and scored on `p`'s split, and the model's
-  paired comparison with each ("a" is the model, "b" the baseline)."""
+def scored(p: predictions.Predictions, b, train_split="train", seed: int = 0,
+           split=None) -> dict:
+  """{baseline name: its predictions on `p`'s examples}, each fitted on `train_split` (a
+  split name or a `subsets.Subset`) and scored on `split` (default `p.split`; a
+  `subsets.Subset` when `p` holds a subset's predictions)."""
+  split = p.split if split is None else split
   x_train, y_train, _ = pixels(b, train_split)
-  split_pixels = pixels(b, p.split)
-  names = examples.file_names(b, p.split)
+  split_pixels = pixels(b, split)
+  names = examples.file_names(b, split)
   k = len(p.class_names)
   fitted = fit_pixels(x_train, y_train, seed)
   probs = np.zeros((len(names), k))
   probs[:, fitted.classes_] = fitted.predict_proba(split_pixels[0])
   majority = int(np.bincount(y_train, minlength=k).argmax())
-  report = {"train_split": train_split, "seed": seed, "baselines": {}}
-  for name, baseline_probs in ((PIXEL, probs), (MAJORITY, np.eye(k)[[majority] * len(names)])):
-    report["baselines"][name] = comparison.compare(
-        p, _predictions(p, baseline_probs, split_pixels, names), seed=seed)
+  return {PIXEL: _predictions(p, probs, split_pixels, names),
+          MAJORITY: _predictions(p, np.eye(k)[[majority] * len(names)], split_pixels, names)}
+
+
+def compared(p: predictions.Predictions, baselines: dict, train_split, seed: int = 0) -> dict:
+  """The model's paired comparison with each of `scored`'s baselines ("a" is the model,
+  "b" the baseline), and the verdict on the pixel baseline."""
+  report = {"train_split": getattr(train_split, "name", train_split), "seed": seed,
+            "baselines": {name: comparison.compare(p, q, seed=seed)
+                          for name, q in baselines.items()}}
   report["beats_pixels"], report["sentence"] = verdict(report["baselines"][PIXEL])
   return report
+
+
+def versus(p: predictions.Predictions, b, train_split="train", seed: int = 0,
+           split=None) -> dict:
+  """`scored` and `compared`: the baselines fitted on `train_split`, scored on `p`'s
+  examples, and the model compared with each."""
+  return compared(p, scored(p, b, train_split, seed, split), train_split, seed)
 
 
 def verdict(compared: dict) -> tuple[bool, str]:
@@ -101,3 +121,19 @@ def render(report: dict) -> str:
   blocks = [comparison.render(c, "the model", f"the {name} baseline")
             for name, c in report["baselines"].items()]
   return "\n".join([*blocks, report["sentence"]])
+
+
+def file_name(split: str) -> str:
+  return f"baseline_{split}.json"
+
+
+def write(report: dict, folder: str, split: str) -> str:
+  """Writes `versus`'s report beside the run's metrics; returns its path."""
+  path = os.path.join(folder, file_name(split))
+  atomic.write_json(path, report)
+  return path
+
+
+def read(folder: str, split: str) -> dict | None:
+  """The report `write` wrote for `split`, or None (switched off, or an older run)."""
+  return run_files.read_json(folder, file_name(split), None)

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctdist.data import cv_plan
+from ctdist.scoring import baseline
 from ctdist.scoring import metrics
 from ctdist.scoring import predictions
 from ctdist.store import atomic
@@ -26,6 +27,27 @@ def _mean_sd(values) -> dict:
   values = np.asarray(values, np.float64)
   return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1
           else 0.0, "n": int(len(values))}
+
+
+def baseline_folder(fold: str, name: str) -> str:
+  """Where a fold keeps a trivial baseline's held-out predictions."""
+  return os.path.join(fold, "baseline_" + ("pixels" if name == baseline.PIXEL else "majority"))
+
+
+def _versus_baselines(root: str, folds: list[str], oof: predictions.Predictions
+                      ) -> dict | None:
+  """The out-of-fold model (`oof`, of `folds`) against the out-of-fold baselines, each
+  fold's fitted on its training part, paired; None when the folds ran --nobaseline.
+  Out of fold, no image has a copy on the other side (the folds are grouped): every
+  example counts as leak-free."""
+  scored = {}
+  clean = lambda p: dataclasses.replace(p, split=oof.split, leaked=np.zeros(len(p.labels), bool))
+  for name in (baseline.PIXEL, baseline.MAJORITY):
+    where = [baseline_folder(os.path.join(root, f), name) for f in folds]
+    if not all(tf.io.gfile.exists(predictions.path(w, cv_plan.HELDOUT)) for w in where):
+      return None
+    scored[name] = clean(_stack([predictions.load(w, cv_plan.HELDOUT) for w in where]))
+  return baseline.compared(clean(oof), scored, "each fold's training part")
 
 
 def aggregate(root: str) -> dict:
@@ -76,6 +98,9 @@ def aggregate(root: str) -> dict:
     predictions.save(oof, root)
     summary["out_of_fold"].append(metrics.with_leak_free(
         oof.labels, oof.probs, np.zeros(len(oof.labels), bool), class_names, oof.groups))
+    against = _versus_baselines(root, names[r * k:(r + 1) * k], oof)
+    if against is not None:
+      summary.setdefault("baseline", []).append(against)
   tested = [predictions.by_file(t) for t in tested]
   first = tested[0]
   if any(t.file_names.tolist() != first.file_names.tolist() for t in tested):
@@ -111,4 +136,8 @@ def render(summary: dict) -> str:
   lines.append(f"ensemble of {len(summary['per_fold'])} fold models on {split}: accuracy "
                f"{metrics.with_interval(e['all'], 'accuracy')} (leak-free "
                f"{metrics.with_interval(e['leak_free'], 'accuracy')})")
+  for r, against in enumerate(summary.get("baseline", [])):
+    lines.append(f"out-of-fold (repeat {r}) against trivial baselines fitted on each fold's "
+                 "training part:")
+    lines.append(baseline.render(against))
   return "\n".join(lines)

@@ -76,7 +76,7 @@ def load(model_dir: str) -> training.Options:
 RESUMABLE = frozenset({
     "model_dir", "data_dir", "manual_dir", "strategy", "tpu", "steps_per_loop",
     "log_every_steps", "checkpoint_every_steps", "jit_compile", "cache", "cache_dir",
-    "eval_split", "export", "calibrate", "report"})
+    "eval_split", "export", "calibrate", "report", "baseline"})
 
 
 def check_resume(opts: training.Options) -> None:

@@ -15,6 +15,7 @@ from ctdist.data import cv_plan
 from ctdist.data import subsets
 from ctdist.model import saved
 from ctdist.reporting import writer
+from ctdist.scoring import baseline
 from ctdist.scoring import cv_summary
 from ctdist.scoring import evaluation
 from ctdist.scoring import predictions
@@ -45,6 +46,12 @@ def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int, strategy=None)
     model = saved.load(os.path.join(out, "model.keras"))
     held_out = subsets.Subset(cv_plan.HELDOUT, cv_plan.POOL, tuple(pool_files[held]))
     evaluation.evaluate(model, b, held_out, out)
+    if cvo.train.baseline:  # fitted on the fold's training part, as the model was
+      scored = baseline.scored(predictions.load(out, cv_plan.HELDOUT), b,
+                               subset("train", fit), cvo.train.seed, held_out)
+      for name, p in scored.items():
+        tf.io.gfile.makedirs(cv_summary.baseline_folder(out, name))
+        predictions.save(p, cv_summary.baseline_folder(out, name))
   return out
 
 

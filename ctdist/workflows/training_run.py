@@ -26,10 +26,12 @@ from ctdist.model import saved
 from ctdist.model import serving
 from ctdist.reporting import model_card
 from ctdist.reporting import writer
+from ctdist.scoring import baseline
 from ctdist.scoring import calibration as calibration_lib
 from ctdist.scoring import evaluation
 from ctdist.scoring import metrics
 from ctdist.scoring import plots
+from ctdist.scoring import predictions
 from ctdist.store import atomic
 from ctdist.store import options_file
 from ctdist.store import run_files
@@ -115,7 +117,7 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
     watch.uninstall()
   logging.info("%s: final weights checksum %s", strategy_lib.worker_id(strategy),
                saved.weights_checksum(model))
-  return _finish(opts, strategy, model, b, history, chief, valid_split,
+  return _finish(opts, strategy, model, b, history, chief, train_split, valid_split,
                  {"strategy": type(strategy).__name__, "replicas": replicas,
                   "workers": plan.input_pipelines, "precision": precision,
                   "global_batch": opts.batch_size, "hardware": hardware.machine(),
@@ -123,9 +125,11 @@ def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None =
                   **({"strategy_fallback": note} if note else {})})
 
 
-def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> dict:
+def _finish(opts, strategy, model, b, history, chief, train_split, valid_split,
+            run_info) -> dict:
   """Saves model.keras and the SavedModel (every worker saves, only the chief's
-  copy is kept), then the chief evaluates and writes metrics, history and plots."""
+  copy is kept), then the chief evaluates (beside the trivial baselines fitted on
+  `train_split`) and writes metrics, history and plots."""
   out = state.write_dir(opts.model_dir, chief, strategy_lib.worker_id(strategy))
   saved.save(model, os.path.join(out, "model.keras"))
   faults.point("during_export")
@@ -150,6 +154,12 @@ def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> 
             opts.eval_split: report}
   if calibration:
     result["calibration"] = calibration
+  against = None
+  if opts.baseline:
+    against = baseline.versus(predictions.load(out, opts.eval_split), b, train_split)
+    baseline.write(against, out, opts.eval_split)
+    result["baseline"] = {"beats_pixels": against["beats_pixels"],
+                          "sentence": against["sentence"]}
   atomic.write_json(os.path.join(out, run_files.METRICS), result)
   plots.training_curves(history, os.path.join(out, "training_curves.png"))
   if opts.report:
@@ -162,4 +172,7 @@ def _finish(opts, strategy, model, b, history, chief, valid_split, run_info) -> 
   logging.info("%s split, whole and leak-free (python -m ctdist.evaluate re-scores any split):"
                "\n%s", opts.eval_split,
                metrics.render(report, ctdist_layers.class_names_of(model)))
+  if against:
+    logging.info("against trivial baselines fitted on the training split (--nobaseline: "
+                 "off):\n%s", baseline.render(against))
   return result
