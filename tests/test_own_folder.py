@@ -247,6 +247,7 @@ def test_own_folder_to_a_trained_evaluated_reported_model(tmp_path):
   # Training ends against the trivial baselines, fitted on the train split: the majority
   # baseline's accuracy counted here from the built dataset's labels.
   against = json.loads((run / "baseline_test.json").read_text())
+  assert (against["train_split"], against["seed"]) == ("train", 0)
   built = _read(tfds.builder("tfds_ctscan/lungs", data_dir=str(tmp_path / "tfds")))
   train = [c for s, c, _ in built.values() if s == "train"]
   majority = max(["normal", "benign", "malignant"], key=train.count)  # no tie here
