@@ -13,7 +13,7 @@ import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN_FLAGS = ["--dataset=tfds_ctscan/kaggle", "--weights=none", "--image_size=32",
-               "--batch_size=4", "--finetune_layers=5", "--seed=1"]
+               "--batch_size=4", "--finetune_layers=5", "--seed=1", "--nobaseline"]
 
 
 def _env(tmp_path):

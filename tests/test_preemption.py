@@ -33,7 +33,8 @@ SAME_RUN = ["--dataset=tfds_ctscan/kaggle", "--weights=none", "--nofreeze_batchn
             "--finetune_epochs=5", "--finetune_lr=1e-2", "--patience=1", "--seed=7",
             "--lr_schedule=cosine", "--warmup_epochs=0.5", "--weight_decay=0.05",
             "--label_smoothing=0.1", "--clip_norm=1", "--deterministic",
-            "--checkpoint_every_steps=1", "--log_every_steps=1", "--noexport", "--noreport"]
+            "--checkpoint_every_steps=1", "--log_every_steps=1", "--noexport", "--noreport",
+            "--nobaseline"]
 CHECKSUM = re.compile(r"final weights checksum (\w+)")
 
 
@@ -145,7 +146,7 @@ MIRRORED_RUN = ["--dataset=tfds_ctscan/kaggle", "--strategy=mirrored", "--weight
                 "--finetune_layers=-1", "--finetune_epochs=2", "--finetune_lr=1e-2", "--seed=7",
                 "--lr_schedule=cosine", "--warmup_epochs=0.5", "--weight_decay=0.05",
                 "--label_smoothing=0.1", "--clip_norm=1", "--deterministic", "--noexport",
-                "--noreport"]
+                "--noreport", "--nobaseline"]
 
 
 def _two_cpus(model_dir, data_dir, fault=None):

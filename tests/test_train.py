@@ -24,7 +24,8 @@ from ctdist.workflows import training_run
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 FAST = dict(image_size=32, batch_size=4, head_epochs=1, finetune_epochs=1,
-            weights="none", finetune_layers=5, export=False, report=False)
+            weights="none", finetune_layers=5, export=False, report=False,
+            baseline=False)
 
 
 def _opts(tmp_path, small_data_dir, **kw):
