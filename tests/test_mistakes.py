@@ -10,6 +10,7 @@ import os
 import pathlib
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -83,6 +84,12 @@ def places(small_data_dir, tmp_path_factory) -> dict:
   (root / "user_data" / "Data").mkdir(parents=True)
   (root / "user_data" / "Data" / "mine.png").write_bytes(b"a user's own file")
   (folders["bad_metrics"] / "metrics.json").write_text("{")
+  # A user's pool of class folders too small to split (3 images a class).
+  for c, cls in enumerate(("benign", "malignant")):
+    (root / "pool" / cls).mkdir(parents=True)
+    for i in range(3):
+      keras.utils.save_img(root / "pool" / cls / f"{i}.png", np.random.default_rng(
+          [c, i]).uniform(0, 255, (40, 40, 3)))
   return {"data": small_data_dir, "tmp": str(root), "image": str(image),
           **{k: str(v) for k, v in folders.items()}}
 
@@ -176,6 +183,18 @@ CASES = {
     "audit_corrupt_zip": Case(["tfds_ctscan.audit", "{tmp}/broken.zip"],
                               "{tmp}/broken.zip: not a readable zip"),
     "audit_no_folder": Case(["tfds_ctscan.audit", "{tmp}/nowhere"], "{tmp}/nowhere"),
+    "audit_folder_of_one_class": Case(["tfds_ctscan.audit", "--layout=folder",
+                                       "{tmp}/user_data"],
+                                      "{tmp}/user_data holds 1 class folder(s) ['Data']"),
+    "audit_window_of_no_width": Case(["tfds_ctscan.audit", "--layout=folder",
+                                      "--window_width=0", "{tmp}/pool"],
+                                     "--window_width=0.0: a window's width must be above 0"),
+    "audit_pool_too_small": Case(["tfds_ctscan.audit", "--layout=folder", "{tmp}/pool"],
+                                 "class 'benign' has 3 distinct images"),
+    "train_own_pool_too_small": Case(
+        ["ctdist.train", "--dataset=tfds_ctscan/mine", "--data_dir={tmp}/pool_data",
+         "--manual_dir={tmp}/pool", *TRAIN[3:]],
+        "class 'benign' has 3 distinct images", (*NEW, "{tmp}/pool_data/tfds_ctscan/mine/1.0.0")),
     "synthetic_over_user_data": Case(["tfds_ctscan.synthetic", "{tmp}/user_data"],
                                      "{tmp}/user_data/Data exists and was not written by "
                                      "tfds_ctscan.synthetic"),
