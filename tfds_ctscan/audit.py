@@ -24,6 +24,7 @@ from absl import flags
 from tfds_ctscan import dicom
 from tfds_ctscan import hashing
 from tfds_ctscan import layout
+from tfds_ctscan import own_folder
 from tfds_ctscan import scan
 from tfds_ctscan import splitting
 
@@ -130,7 +131,7 @@ def main(argv):
         window = dicom.Window(f.window_center, f.window_width)
       except ValueError as e:
         raise layout.LayoutError(f"--window_width={f.window_width}: {e}") from e
-      lay = (layout.folder(source, f.classes) if f.layout == "folder"
+      lay = (own_folder.layout_of(source, f.classes) if f.layout == "folder"
              else layout.find_data_root(source))
       result = scan.scan(lay, window=window, split_seed=f.split_seed)
     except (layout.LayoutError, splitting.TooFewImagesError) as e:

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from tfds_ctscan import dicom
 from tfds_ctscan import layout
+from tfds_ctscan import own_folder
 from tfds_ctscan import scan
 from tfds_ctscan import splitting
 
@@ -121,7 +122,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       data_root = synthetic.write_kaggle_layout(out, seed=self.builder_config.seed)
       self._findings = synthetic.read_findings(data_root)
     elif self.builder_config.is_own_folder:
-      data_root = layout.folder(_manual_folder(dl_manager, self.builder_config.name),
+      data_root = own_folder.layout_of(_manual_folder(dl_manager, self.builder_config.name),
                                 self.builder_config.classes)
     else:
       data_root = layout.find_data_root(_kaggle_folder(dl_manager))
