@@ -162,3 +162,41 @@ def test_the_optimizer_decays_the_kernels_only_and_clips_the_global_norm(weight_
   plain = _adam_reference(before, steps_, 0.01)
   moved = max(np.abs(expected[k] - plain[k]).max() for k in names)
   assert (moved > 1e-4) == bool(weight_decay or clip_norm)
+
+
+def test_batchnorm_statistics_are_the_replicas_mean_after_a_step():
+  """Each replica's BatchNormalization updates only its own copy of the moving
+  statistics (Keras: aggregation "none"); after a step every copy must hold the mean of
+  the replicas' updates, as a checkpoint (the first copy) and a validation (each its
+  own) read them."""
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  rng = np.random.default_rng(3)
+  # The two replicas' halves of the batch: dark and bright images.
+  images = np.concatenate([rng.integers(0, 60, (BATCH // 2, SIZE, SIZE, 3)),
+                           rng.integers(180, 256, (BATCH // 2, SIZE, SIZE, 3))]).astype(np.uint8)
+  labels = np.array([0, 1, 2, 0, 1, 2], np.int32)
+  with strategy.scope():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    bn = keras.layers.BatchNormalization(momentum=0.5)
+    x = keras.layers.Flatten()(bn(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(model.trainable_variables)
+    sums = {k: tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.SUM) for k in ("loss", "correct", "count")}
+  opts = training_config.from_flat(model_dir="unused", batch_size=BATCH, jit_compile=False,
+                                   **NO_AUGMENT)
+  _, run_steps = steps.make_train_fn(strategy, model, optimizer, sums,
+                                     tf.constant([1.0] * CLASSES), opts, 0)
+  ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(BATCH)
+  run_steps(iter(strategy.experimental_distribute_dataset(ds)), tf.constant(1))
+  # By hand: 0.5 * 0 (its start) + 0.5 * the mean over the replicas of each one's
+  # per-channel batch mean.
+  halves = images.astype(np.float64).reshape(2, BATCH // 2, SIZE, SIZE, 3)
+  expected = 0.5 * halves.mean(axis=(1, 2, 3)).mean(axis=0)
+  copies = [c.numpy() for c in bn.moving_mean.value.values]
+  assert len(copies) == 2
+  for copy in copies:
+    np.testing.assert_allclose(copy, expected, rtol=1e-5)
+  variances = [c.numpy() for c in bn.moving_variance.value.values]
+  np.testing.assert_array_equal(variances[0], variances[1])

@@ -171,13 +171,17 @@ def test_mirrored_over_two_devices_stopped_by_sigterm_resumes_to_the_same_weight
   assert done.returncode == 0, done.stderr[-3000:]
   assert "resumed from" in done.stderr
   # The final weights (every weight's bytes, BatchNorm statistics included) and every
-  # epoch's training loss, accuracy and rate are the uninterrupted run's. The validation
-  # losses of the resumed process differ from about the 4th digit (measured 11.0722 vs
-  # 11.0809 after a fine-tune epoch at a rate that breaks the model) although its
-  # replicas' weights are equal: cause not found (README, "Resume").
+  # epoch's training accuracy, rate, validation loss and accuracy are the uninterrupted
+  # run's. (Validation once differed from the 4th digit: each replica had kept its own
+  # BatchNorm statistics, and a resumed one started from the first replica's; they are
+  # averaged over the replicas after every step now, tests/test_one_step.py.) The mean
+  # training loss of the epoch stopped mid-way agrees to float rounding: its running sum
+  # is one ON_READ variable per replica, checkpointed as their total and restored split
+  # in halves, so the resumed sums round otherwise (1.4074070 vs 1.4074069 measured on
+  # one CPU, equal on another).
   assert CHECKSUM.findall(done.stderr) == CHECKSUM.findall(reference.stderr)
   history, expected = _without_timing(run), _without_timing(ref_dir)
-  same = lambda h: {k: v for k, v in h.items() if k != "val_loss"}
+  same = lambda h: {k: v for k, v in h.items() if k != "loss"}
   assert [same(h) for h in history] == [same(h) for h in expected]
-  assert [h["val_loss"] for h in history] == pytest.approx(
-      [h["val_loss"] for h in expected], rel=1e-2)
+  assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in expected],
+                                                       rel=1e-6)

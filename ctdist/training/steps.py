@@ -17,12 +17,26 @@ def _loop(strategy, step_fn):
   return run_steps
 
 
+def moving_statistics(model: keras.Model) -> list:
+  """The moving means and variances of the BatchNormalization layers that update them
+  (the trainable ones: Keras runs a frozen BatchNormalization in inference mode)."""
+  found, layers = [], list(model.layers)
+  while layers:
+    layer = layers.pop(0)
+    layers.extend(getattr(layer, "layers", []))
+    if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+      found += [layer.moving_mean, layer.moving_variance]
+  return found
+
+
 def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_weights,
                   opts: training_config.Options, phase_index: int):
   """(the replica step, a `tf.function(iterator, steps)` running `steps` of them).
 
   The replica step adds its loss, right answers and count to `sums` (SUM-aggregated
-  variables); `class_weights` ([classes] float32) weigh each example's loss.
+  variables); `class_weights` ([classes] float32) weigh each example's loss. With
+  several replicas, the BatchNormalization statistics it updates are averaged over the
+  replicas after each step (`moving_statistics`).
   """
   global_batch, smoothing = opts.batch_size, opts.schedule.label_smoothing
   aug, seed = opts.augment, opts.seed
@@ -45,6 +59,12 @@ def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_wei
 
   if opts.jit_compile:
     compute = tf.function(compute, jit_compile=True)
+  # Keras creates BatchNormalization's moving statistics with aggregation "none": under a
+  # distribution strategy each replica updates only its own copy, from its own examples,
+  # and a checkpoint saves the first replica's. Averaged after every step, every copy
+  # holds the same statistics (of the whole global batch's), so the saved model, each
+  # replica's validation and a resumed run all see one value.
+  moving = moving_statistics(model) if strategy.num_replicas_in_sync > 1 else []
 
   def step_fn(batch):
     images = tf.cast(batch["image"], tf.float32)
@@ -57,6 +77,11 @@ def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_wei
                             replica.replica_id_in_sync_group, replica.num_replicas_in_sync),
           images, aug)
     probs, per_example = compute(images, labels, params)
+    if moving:
+      means = tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.MEAN, [tf.convert_to_tensor(v) for v in moving])
+      for v, mean in zip(moving, means):
+        v.assign(mean)
     sums["loss"].assign_add(tf.reduce_sum(per_example))
     sums["correct"].assign_add(tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32)))
