@@ -5,6 +5,10 @@ checkpoint at it): trains with the given flags, sends SIGTERM when the progress 
 Run (after `make demo`, from the repository root):
   python bench/sigterm.py --flagfile=demo.flags --data_dir=runs/demo/tensorflow_datasets \
     --model_dir=/tmp/sigterm_run --log_every_steps=1 --noreport
+A cluster: `--workers=N` first starts N workers with `launch.local_cluster` and sends the
+SIGTERM to the launcher, which passes it on to every worker; the time runs to the
+launcher's exit (every worker saved and exited):
+  python bench/sigterm.py --workers=2 --flagfile=demo.flags ... (as above)
 """
 
 import re
@@ -18,12 +22,16 @@ AT_LINE = r"finetune epoch 2/\d+ step 5/"  # inside an epoch, once XLA has compi
 
 
 def main(flags: list[str]) -> None:
+  workers = [f for f in flags if f.startswith("--workers=")]
+  flags = [f for f in flags if f not in workers]
   model_dir = next(f.split("=", 1)[1] for f in flags if f.startswith("--model_dir="))
   shutil.rmtree(model_dir, ignore_errors=True)  # a fresh run, or the line never comes
-  p = subprocess.Popen([sys.executable, "-m", "ctdist.train", *flags], stderr=subprocess.PIPE,
-                       text=True)
+  command = (["-m", "launch.local_cluster", *workers, "--", *flags] if workers
+             else ["-m", "ctdist.train", *flags])
+  p = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
   sent, last = None, ""
-  for line in p.stderr:
+  for line in p.stdout:
     last = line.strip() or last
     if sent is None and re.search(AT_LINE, line):
       sent = time.monotonic()

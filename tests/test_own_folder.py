@@ -242,7 +242,7 @@ def test_own_folder_to_a_trained_evaluated_reported_model(tmp_path):
   done = _run(sys.executable, "-m", "ctdist.train", "--dataset=tfds_ctscan/lungs",
               f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={run}", "--weights=none",
               "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
-              "--finetune_layers=5")
+              "--finetune_layers=5", "--calibrate")
   assert done.returncode == 0, done.stderr[-3000:]
   # Training ends against the trivial baselines, fitted on the train split: the majority
   # baseline's accuracy counted here from the built dataset's labels.
@@ -259,6 +259,9 @@ def test_own_folder_to_a_trained_evaluated_reported_model(tmp_path):
   assert json.loads((run / "metrics.json").read_text())["baseline"]["sentence"] == (
       against["sentence"])
   assert html.escape(against["sentence"]) in (run / "report.html").read_text()
+  # Calibrated on the folder's own valid split (--calibrate): the temperature is stored.
+  calibration = json.loads((run / "calibration.json").read_text())
+  assert calibration["temperature"] > 0
   done = _run(sys.executable, "-m", "ctdist.evaluate", f"--model_dir={run}", "--split=test")
   assert done.returncode == 0, done.stderr[-3000:]
   # The test split's confusion matrix: a row per class of the user's, in their order,
