@@ -173,7 +173,8 @@ def test_batchnorm_statistics_are_the_replicas_mean_after_a_step():
   rng = np.random.default_rng(3)
   # The two replicas' halves of the batch: dark and bright images.
   images = np.concatenate([rng.integers(0, 60, (BATCH // 2, SIZE, SIZE, 3)),
-                           rng.integers(180, 256, (BATCH // 2, SIZE, SIZE, 3))]).astype(np.uint8)
+                           rng.integers(180, 256, (BATCH // 2, SIZE, SIZE, 3))]
+                          ).astype(np.uint8)
   labels = np.array([0, 1, 2, 0, 1, 2], np.int32)
   with strategy.scope():
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -183,7 +184,8 @@ def test_batchnorm_statistics_are_the_replicas_mean_after_a_step():
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
     sums = {k: tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_READ,
-                           aggregation=tf.VariableAggregation.SUM) for k in ("loss", "correct", "count")}
+                           aggregation=tf.VariableAggregation.SUM)
+            for k in ("loss", "correct", "count")}
   opts = training_config.from_flat(model_dir="unused", batch_size=BATCH, jit_compile=False,
                                    **NO_AUGMENT)
   _, run_steps = steps.make_train_fn(strategy, model, optimizer, sums,
