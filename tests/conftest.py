@@ -35,6 +35,15 @@ SMALL_COUNTS = {
 }
 
 
+@pytest.fixture(scope="session")
+def two_replicas():
+  """The one MirroredStrategy over the two logical CPUs above, for every test of a
+  process: a second instance in the same process starts its collective instance keys
+  where the first did, and the two runs' all-reduces then abort ("Shape mismatch in the
+  collective instance 100")."""
+  return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+
+
 @pytest.fixture
 def kaggle_dir(tmp_path) -> pathlib.Path:
   """A folder holding Data/ in the Kaggle layout, both naming schemes, 40-64 px."""

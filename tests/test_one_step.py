@@ -164,12 +164,12 @@ def test_the_optimizer_decays_the_kernels_only_and_clips_the_global_norm(weight_
   assert (moved > 1e-4) == bool(weight_decay or clip_norm)
 
 
-def test_batchnorm_statistics_are_the_replicas_mean_after_a_step():
+def test_batchnorm_statistics_are_the_replicas_mean_after_a_step(two_replicas):
   """Each replica's BatchNormalization updates only its own copy of the moving
   statistics (Keras: aggregation "none"); after a step every copy must hold the mean of
   the replicas' updates, as a checkpoint (the first copy) and a validation (each its
   own) read them."""
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = two_replicas
   rng = np.random.default_rng(3)
   # The two replicas' halves of the batch: dark and bright images.
   images = np.concatenate([rng.integers(0, 60, (BATCH // 2, SIZE, SIZE, 3)),
@@ -202,3 +202,32 @@ def test_batchnorm_statistics_are_the_replicas_mean_after_a_step():
     np.testing.assert_allclose(copy, expected, rtol=1e-5)
   variances = [c.numpy() for c in bn.moving_variance.value.values]
   np.testing.assert_array_equal(variances[0], variances[1])
+
+
+def test_an_xla_step_on_several_replicas_makes_the_plain_steps_update(two_replicas):
+  """--jit_compile with MirroredStrategy (or several workers): the update's gradient sum
+  cannot sit in the compiled function (tf.distribute's merge_call); the step must run
+  and make the update the plain step makes."""
+  strategy = two_replicas
+  images, labels = _batch()
+  after = {}
+  for jit in (False, True):
+    with strategy.scope():
+      model = _linear_model()
+      optimizer = keras.optimizers.SGD(0.5)
+      optimizer.build(model.trainable_variables)
+      sums = {k: tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_READ,
+                             aggregation=tf.VariableAggregation.SUM)
+              for k in ("loss", "correct", "count")}
+    opts = training_config.from_flat(model_dir="unused", batch_size=BATCH, jit_compile=jit,
+                                     **NO_AUGMENT)
+    _, run_steps = steps.make_train_fn(strategy, model, optimizer, sums,
+                                       tf.constant([0.5, 1.5, 3.0]), opts, 0)
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(BATCH)
+    run_steps(iter(strategy.experimental_distribute_dataset(ds)), tf.constant(1))
+    after[jit] = [v.numpy() for v in model.trainable_variables]
+    assert float(sums["count"].read_value()) == BATCH
+  w0 = [v.numpy() for v in _linear_model().trainable_variables]
+  assert not np.allclose(after[False][0], w0[0])  # the step did update
+  for plain, compiled in zip(after[False], after[True]):
+    np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-6)

@@ -41,10 +41,9 @@ def _float32_policy():
 
 @pytest.mark.slow
 def test_mirrored_two_replicas_trains_and_keeps_replicas_identical(tmp_path, small_data_dir,
-                                                                   monkeypatch):
+                                                                   monkeypatch, two_replicas):
   # The two logical CPUs conftest makes, named: on a GPU host "mirrored" would take GPUs.
-  strategy = tf.distribute.MirroredStrategy(
-      [d.name for d in tf.config.list_logical_devices("CPU")])
+  strategy = two_replicas
   assert strategy.num_replicas_in_sync == 2
   built = {}
   real_build = resnet.build_model

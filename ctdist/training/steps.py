@@ -42,8 +42,7 @@ def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_wei
   aug, seed = opts.augment, opts.seed
   num_classes = int(class_weights.shape[0])
 
-  def compute(images, labels, params):
-    # Augmentation, forward, backward and update: one graph, which XLA compiles whole.
+  def forward_backward(images, labels, params):
     if params:
       images = augment.apply(images, params, aug)
     with tf.GradientTape() as tape:
@@ -53,11 +52,28 @@ def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_wei
           label_smoothing=smoothing) * tf.gather(class_weights, labels)
       loss = tf.reduce_sum(per_example) / global_batch
       scaled = optimizer.scale_loss(loss)
-    grads = tape.gradient(scaled, model.trainable_variables)
+    return probs, per_example, tape.gradient(scaled, model.trainable_variables)
+
+  def update(grads):
     optimizer.apply(grads, model.trainable_variables)
+
+  def compute(images, labels, params):
+    # Augmentation, forward, backward and update: one graph, which XLA compiles whole.
+    probs, per_example, grads = forward_backward(images, labels, params)
+    update(grads)
     return probs, per_example
 
-  if opts.jit_compile:
+  if opts.jit_compile and strategy.num_replicas_in_sync > 1:
+    # The update sums the replicas' gradients: a synchronization point, which a nested
+    # tf.function cannot hold (tf.distribute's merge_call). XLA compiles the
+    # augmentation, forward and backward; the update follows outside it.
+    compiled = tf.function(forward_backward, jit_compile=True)
+
+    def compute(images, labels, params):  # noqa: F811  pylint: disable=function-redefined
+      probs, per_example, grads = compiled(images, labels, params)
+      update(grads)
+      return probs, per_example
+  elif opts.jit_compile:
     compute = tf.function(compute, jit_compile=True)
   # Keras creates BatchNormalization's moving statistics with aggregation "none": under a
   # distribution strategy each replica updates only its own copy, from its own examples,
