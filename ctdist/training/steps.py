@@ -94,8 +94,10 @@ def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_wei
           images, aug)
     probs, per_example = compute(images, labels, params)
     if moving:
+      # tf.identity: this replica's copy, placed on its device (several workers' collective
+      # all-reduce needs a device; a bare variable read has none there).
       means = tf.distribute.get_replica_context().all_reduce(
-          tf.distribute.ReduceOp.MEAN, [tf.convert_to_tensor(v) for v in moving])
+          tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in moving])
       for v, mean in zip(moving, means):
         v.assign(mean)
     sums["loss"].assign_add(tf.reduce_sum(per_example))
