@@ -164,6 +164,32 @@ def test_the_optimizer_decays_the_kernels_only_and_clips_the_global_norm(weight_
   assert (moved > 1e-4) == bool(weight_decay or clip_norm)
 
 
+def _step_on_replicas(strategy, make_model, lr, class_weights, images, labels,
+                      jit_compile=False):
+  """One training step (SGD at `lr`) of the model `make_model` builds, in `strategy`'s
+  scope, on one batch split between its replicas; returns (the model, the step's sums)."""
+  with strategy.scope():
+    model = make_model()
+    optimizer = keras.optimizers.SGD(lr)
+    optimizer.build(model.trainable_variables)
+    sums = {k: tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.SUM)
+            for k in ("loss", "correct", "count")}
+  opts = training_config.from_flat(model_dir="unused", batch_size=BATCH,
+                                   jit_compile=jit_compile, **NO_AUGMENT)
+  _, run_steps = steps.make_train_fn(strategy, model, optimizer, sums,
+                                     tf.constant(class_weights, tf.float32), opts, 0)
+  ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(BATCH)
+  run_steps(iter(strategy.experimental_distribute_dataset(ds)), tf.constant(1))
+  return model, sums
+
+
+def _bn_model(layer):
+  inputs = keras.Input((SIZE, SIZE, 3))
+  x = keras.layers.Flatten()(layer(inputs))
+  return keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))
+
+
 def test_batchnorm_statistics_are_the_replicas_mean_after_a_step(two_replicas):
   """Each replica's BatchNormalization updates only its own copy of the moving
   statistics (Keras: aggregation "none"); after a step every copy must hold the mean of
@@ -176,22 +202,8 @@ def test_batchnorm_statistics_are_the_replicas_mean_after_a_step(two_replicas):
                            rng.integers(180, 256, (BATCH // 2, SIZE, SIZE, 3))]
                           ).astype(np.uint8)
   labels = np.array([0, 1, 2, 0, 1, 2], np.int32)
-  with strategy.scope():
-    inputs = keras.Input((SIZE, SIZE, 3))
-    bn = keras.layers.BatchNormalization(momentum=0.5)
-    x = keras.layers.Flatten()(bn(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x))
-    optimizer = keras.optimizers.SGD(0.1)
-    optimizer.build(model.trainable_variables)
-    sums = {k: tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_READ,
-                           aggregation=tf.VariableAggregation.SUM)
-            for k in ("loss", "correct", "count")}
-  opts = training_config.from_flat(model_dir="unused", batch_size=BATCH, jit_compile=False,
-                                   **NO_AUGMENT)
-  _, run_steps = steps.make_train_fn(strategy, model, optimizer, sums,
-                                     tf.constant([1.0] * CLASSES), opts, 0)
-  ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(BATCH)
-  run_steps(iter(strategy.experimental_distribute_dataset(ds)), tf.constant(1))
+  bn = keras.layers.BatchNormalization(momentum=0.5)
+  _step_on_replicas(strategy, lambda: _bn_model(bn), 0.1, [1.0] * CLASSES, images, labels)
   # By hand: 0.5 * 0 (its start) + 0.5 * the mean over the replicas of each one's
   # per-channel batch mean.
   halves = images.astype(np.float64).reshape(2, BATCH // 2, SIZE, SIZE, 3)
@@ -212,19 +224,8 @@ def test_an_xla_step_on_several_replicas_makes_the_plain_steps_update(two_replic
   images, labels = _batch()
   after = {}
   for jit in (False, True):
-    with strategy.scope():
-      model = _linear_model()
-      optimizer = keras.optimizers.SGD(0.5)
-      optimizer.build(model.trainable_variables)
-      sums = {k: tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_READ,
-                             aggregation=tf.VariableAggregation.SUM)
-              for k in ("loss", "correct", "count")}
-    opts = training_config.from_flat(model_dir="unused", batch_size=BATCH, jit_compile=jit,
-                                     **NO_AUGMENT)
-    _, run_steps = steps.make_train_fn(strategy, model, optimizer, sums,
-                                       tf.constant([0.5, 1.5, 3.0]), opts, 0)
-    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(BATCH)
-    run_steps(iter(strategy.experimental_distribute_dataset(ds)), tf.constant(1))
+    model, sums = _step_on_replicas(strategy, _linear_model, 0.5, [0.5, 1.5, 3.0], images,
+                                    labels, jit_compile=jit)
     after[jit] = [v.numpy() for v in model.trainable_variables]
     assert float(sums["count"].read_value()) == BATCH
   w0 = [v.numpy() for v in _linear_model().trainable_variables]
