@@ -4,7 +4,7 @@ Run: python -m tfds_ctscan.audit DIR [--json PATH]
      python -m tfds_ctscan.audit --layout=folder DIR [--classes=a,b,c]
          [--window_center=-600 --window_width=1500] [--split_seed=0]
 DIR is Data/, the folder above it, or the downloaded zip (`kaggle`), or your folder of
-class folders (`folder`: the options of `tfds build --config='{"name": "folder", ...}'`,
+class folders (`folder`: the options of `tfds build --config='{"name": "mine", ...}'`,
 so the audit shows the splits and copies the build will write). Uses the builder's own
 scanning and hashing code, so the audit reports what `tfds build` will write.
 Exit status: 0 clean, 1 when images are unreadable (listed), 2 on a mistake (no such
@@ -127,10 +127,7 @@ def main(argv):
         _extract(source, tmp)
         source = pathlib.Path(tmp)
       f = flags.FLAGS
-      try:
-        window = dicom.Window(f.window_center, f.window_width)
-      except ValueError as e:
-        raise layout.LayoutError(f"--window_width={f.window_width}: {e}") from e
+      window = own_folder.window(f.window_center, f.window_width, "--window_width")
       lay = (own_folder.layout_of(source, f.classes) if f.layout == "folder"
              else layout.find_data_root(source))
       result = scan.scan(lay, window=window, split_seed=f.split_seed)

@@ -5,6 +5,7 @@ is split (train/, valid/, test/) or one pool for the builder to split."""
 import os
 import pathlib
 
+from tfds_ctscan import dicom
 from tfds_ctscan import layout
 
 
@@ -81,3 +82,15 @@ def layout_of(path: os.PathLike | str, classes=None) -> layout.Layout:
         "least 2; put each class's images in a folder of its own")
   return layout.Layout(root, names, {f: mapping[f] for f in found}, pooled=not present,
                 require_images=True)
+
+
+def window(center, width, option: str) -> dicom.Window:
+  """The DICOM window of a user's options; `option` names the width in the error.
+
+  Raises:
+    layout.LayoutError: a width of 0 or less.
+  """
+  try:
+    return dicom.Window(float(center), float(width))
+  except ValueError as e:
+    raise layout.LayoutError(f"{option}={width}: {e}") from e

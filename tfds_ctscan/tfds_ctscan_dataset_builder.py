@@ -49,10 +49,7 @@ class CtScanConfig(tfds.core.BuilderConfig):
     return self.name not in ("kaggle", "synthetic")
 
   def window(self) -> dicom.Window:
-    try:
-      return dicom.Window(float(self.window_center), float(self.window_width))
-    except ValueError as e:
-      raise layout.LayoutError(f"window_width={self.window_width}: {e}") from e
+    return own_folder.window(self.window_center, self.window_width, "window_width")
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):

@@ -31,7 +31,8 @@ def _mean_sd(values) -> dict:
 
 def baseline_folder(fold: str, name: str) -> str:
   """Where a fold keeps a trivial baseline's held-out predictions."""
-  return os.path.join(fold, "baseline_" + ("pixels" if name == baseline.PIXEL else "majority"))
+  return os.path.join(fold, {baseline.PIXEL: "baseline_pixels",
+                            baseline.MAJORITY: "baseline_majority"}[name])
 
 
 def _versus_baselines(root: str, folds: list[str], oof: predictions.Predictions

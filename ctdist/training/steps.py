@@ -54,33 +54,27 @@ def make_train_fn(strategy, model: keras.Model, optimizer, sums: dict, class_wei
       scaled = optimizer.scale_loss(loss)
     return probs, per_example, tape.gradient(scaled, model.trainable_variables)
 
-  def update(grads):
-    optimizer.apply(grads, model.trainable_variables)
+  several = strategy.num_replicas_in_sync > 1
+  # With several replicas the update sums the replicas' gradients: a synchronization
+  # point, which a nested tf.function cannot hold (tf.distribute's merge_call). XLA then
+  # compiles the augmentation, forward and backward; the update follows outside it.
+  gradients = (tf.function(forward_backward, jit_compile=True)
+               if opts.jit_compile and several else forward_backward)
 
   def compute(images, labels, params):
-    # Augmentation, forward, backward and update: one graph, which XLA compiles whole.
-    probs, per_example, grads = forward_backward(images, labels, params)
-    update(grads)
+    probs, per_example, grads = gradients(images, labels, params)
+    optimizer.apply(grads, model.trainable_variables)
     return probs, per_example
 
-  if opts.jit_compile and strategy.num_replicas_in_sync > 1:
-    # The update sums the replicas' gradients: a synchronization point, which a nested
-    # tf.function cannot hold (tf.distribute's merge_call). XLA compiles the
-    # augmentation, forward and backward; the update follows outside it.
-    compiled = tf.function(forward_backward, jit_compile=True)
-
-    def compute(images, labels, params):  # noqa: F811  pylint: disable=function-redefined
-      probs, per_example, grads = compiled(images, labels, params)
-      update(grads)
-      return probs, per_example
-  elif opts.jit_compile:
+  if opts.jit_compile and not several:
+    # Augmentation, forward, backward and update: one graph, which XLA compiles whole.
     compute = tf.function(compute, jit_compile=True)
   # Keras creates BatchNormalization's moving statistics with aggregation "none": under a
   # distribution strategy each replica updates only its own copy, from its own examples,
   # and a checkpoint saves the first replica's. Averaged after every step, every copy
   # holds the same statistics (of the whole global batch's), so the saved model, each
   # replica's validation and a resumed run all see one value.
-  moving = moving_statistics(model) if strategy.num_replicas_in_sync > 1 else []
+  moving = moving_statistics(model) if several else []
 
   def step_fn(batch):
     images = tf.cast(batch["image"], tf.float32)
