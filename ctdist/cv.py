@@ -17,6 +17,7 @@ from absl import flags
 from ctdist.cli import user_errors
 from ctdist.config import cv as cv_config
 from ctdist.config import flagtree
+from ctdist.data import builders
 from ctdist.data import cv_plan
 from ctdist.data import folds
 from ctdist.reporting import writer
@@ -33,11 +34,12 @@ def main(argv):
     summary = cross_validation.run(cvo)
   except (cv_plan.CVError, folds.FoldCountError, *user_errors.TRAINING) as e:
     console.fail(e)
-  except preemption.Stopped as e:  # the fold in progress resumes; finished ones are skipped
+  # A fold in progress resumes; finished ones are skipped; a stopped build starts again.
+  except (preemption.Stopped, builders.BuildStopped) as e:
     console.stopped(e)
   if summary:
     print(cv_summary.render(summary))
-  else:
+  elif cvo.fold >= 0:
     print(f"fold {cvo.fold} done; when every fold is: python -m ctdist.cv aggregate "
           f"{cvo.train.model_dir}")
 

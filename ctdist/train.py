@@ -13,6 +13,7 @@ from absl import flags
 from ctdist.cli import user_errors
 from ctdist.config import flagtree
 from ctdist.config import training as training_config
+from ctdist.data import builders
 from ctdist.training import preemption
 from ctdist.workflows import training_run
 
@@ -25,7 +26,7 @@ def main(argv):
     training_run.run(opts)
   except user_errors.TRAINING as e:
     console.fail(e)
-  except preemption.Stopped as e:
+  except (preemption.Stopped, builders.BuildStopped) as e:
     console.stopped(e)
 
 

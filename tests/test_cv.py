@@ -6,6 +6,7 @@ import html
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from tfds_ctscan import synthetic
 from ctdist.data import examples
 from ctdist.scoring import baseline
 from ctdist.model import layers  # noqa: F401  registers ctdist's layers for load_model
+from launch import local_cluster
 import once
 import pages
 
@@ -46,6 +48,17 @@ def _cv(*args, timeout=900):
   env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
   return subprocess.run([sys.executable, "-m", "ctdist.cv", *map(str, args)], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _worker(index: int, ports: list[int], log: pathlib.Path, *args) -> subprocess.Popen:
+  """ctdist.cv as worker `index` of a cluster on `ports` of this machine."""
+  tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+               "task": {"type": "worker", "index": index}}
+  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="",
+             TF_CONFIG=json.dumps(tf_config))
+  with open(log, "w") as out:
+    return subprocess.Popen([sys.executable, "-m", "ctdist.cv", *map(str, args)], cwd=ROOT,
+                            env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _pixels_digest(path: pathlib.Path) -> str:
@@ -264,3 +277,33 @@ def test_a_folds_json_whose_labels_differ_from_the_data_is_refused(cv_data, sequ
       f"tfds_ctscan/kaggle/")
   assert changed in done.stderr
   assert sorted(p.name for p in out.iterdir()) == ["folds.json"]  # nothing trained
+
+
+@pytest.mark.slow
+def test_two_workers_run_every_fold_in_one_process_each(cv_data, tmp_path):
+  # A MultiWorkerMirroredStrategy must exist before any other TensorFlow op, and once in
+  # a process: ctdist.cv makes it first and every fold trains with it (a strategy made
+  # per fold stopped fold 0: "Collective ops must be configured at program startup").
+  # The chief alone writes folds.json, scores the held-out parts and aggregates.
+  out, ports = tmp_path / "cv", local_cluster.free_ports(2)
+  flags = [f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", "--strategy=multi_worker",
+           *FLAGS, "--repeats=1", "--nobaseline", "--noreport"]
+  workers = [_worker(i, ports, tmp_path / f"worker{i}.log", *flags) for i in range(2)]
+  try:
+    statuses = [w.wait(timeout=900) for w in workers]
+  finally:
+    for w in workers:
+      w.kill()
+  logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+  assert statuses == [0, 0], "\n".join(log[-3000:] for log in logs)
+  for i, log in enumerate(logs):
+    assert "Traceback" not in log and not re.search(r"^error:", log, re.M), log[-3000:]
+    assert log.count("strategy CollectiveAllReduceStrategy: 2 replica(s), 2 worker(s)") == (
+        2 if i == 0 else 0)  # the chief's line, once per fold
+  # The workers trained in step: the same final weights, fold by fold.
+  sums = [re.findall(rf"worker-{i}: final weights checksum (\w+)", log)
+          for i, log in enumerate(logs)]
+  assert len(sums[0]) == 2 and sums[0] == sums[1], sums
+  summary = json.loads((out / "cv_summary.json").read_text())
+  assert [f["fold"] for f in summary["per_fold"]] == ["repeat0_fold0", "repeat0_fold1"]
+  assert "out-of-fold (repeat 0, " in logs[0] and "out-of-fold" not in logs[1]

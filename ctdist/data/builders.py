@@ -2,6 +2,8 @@
 
 import contextlib
 import io
+import signal
+import threading
 
 from absl import logging
 import tensorflow_datasets as tfds
@@ -23,6 +25,45 @@ class UnknownDatasetError(ValueError):
 
 class UnknownSplitError(ValueError):
   """A split the dataset does not have."""
+
+
+class BuildStopped(Exception):
+  """A SIGTERM or SIGINT during a build on first use; TFDS removed what it had written."""
+
+  def __init__(self, signum: int, dataset: str, where: str):
+    self.signum = signum
+    super().__init__(
+        f"stopped by {signal.Signals(signum).name} while building {dataset} in {where}; the "
+        "unfinished build was removed: run the same command again to build it")
+
+  @property
+  def exit_status(self) -> int:
+    return 128 + self.signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals(dataset: str, where: str):
+  """Turns a SIGTERM or SIGINT into BuildStopped, raised where the build is: TFDS builds
+  into an `incomplete.*` folder and removes it on an exception (a signal's default effect
+  would leave it behind). A second signal takes its default effect."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = {}
+
+  def stop(signum, frame):
+    del frame
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+    raise BuildStopped(signum, dataset, where)
+
+  for s in (signal.SIGTERM, signal.SIGINT):
+    previous[s] = signal.signal(s, stop)
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
 
 
 def check_name(dataset: str):
@@ -63,6 +104,7 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
   Raises:
     UnknownDatasetError: no such dataset.
     DatasetNotBuiltError: not prepared and no `manual_dir`; says how to build it.
+    BuildStopped: a SIGTERM or SIGINT while building; nothing of the build is kept.
   """
   cls = check_name(dataset)
   own = _own_config(cls, dataset)
@@ -78,7 +120,7 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
     logging.info("building %s in %s (first use)", dataset, b.data_dir)
     # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout: its
     # sizes are unknown here and the line above says what happens.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), _stop_on_signals(dataset, b.data_dir):
       b.download_and_prepare(download_config=tfds.download.DownloadConfig(
           manual_dir=manual_dir))
     logging.info("built %s: %s", dataset, ", ".join(

@@ -46,8 +46,10 @@ def make_plan(names, labels, groups, cvo: cv_config.CVOptions, class_names) -> d
                       for r in range(cvo.repeats)]}
 
 
-def load_or_make_plan(b, cvo: cv_config.CVOptions) -> dict:
-  """The folder's folds.json, checked against `cvo` and the data; made on first use."""
+def load_or_make_plan(b, cvo: cv_config.CVOptions, write: bool = True) -> dict:
+  """The folder's folds.json, checked against `cvo` and the data; made on first use (and
+  written unless `write` is False: the workers of a cluster make the same plan, the chief
+  writes it)."""
   root = cvo.train.model_dir
   path = os.path.join(root, run_files.FOLDS)
   plan = run_files.read_json(root, run_files.FOLDS, None)
@@ -75,6 +77,8 @@ def load_or_make_plan(b, cvo: cv_config.CVOptions) -> dict:
     return plan
   names, labels, groups = pool(b)
   plan = make_plan(names, labels, groups, cvo, list(b.info.features["label"].names))
+  if not write:
+    return plan
   tf.io.gfile.makedirs(root)
   atomic.write_json(path, plan)
   logging.info("%d folds x %d repeat(s) of %d pool images (%d groups of copies) -> %s",

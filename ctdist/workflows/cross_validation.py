@@ -19,12 +19,15 @@ from ctdist.scoring import baseline
 from ctdist.scoring import cv_summary
 from ctdist.scoring import evaluation
 from ctdist.scoring import predictions
+from ctdist.training import strategy as strategy_lib
 from ctdist.workflows import training_run
 
 
-def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int, strategy=None) -> str:
-  """Trains and scores one fold (resumes an interrupted one, skips a finished one);
-  returns its folder. The held-out part is scored after training, never before."""
+def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int,
+             strategy: tf.distribute.Strategy, note: str | None = None) -> str:
+  """Trains and scores one fold (resumes an interrupted one, skips a finished one) with
+  the process's one `strategy` (and the note of its choice); returns its folder. The
+  held-out part is scored after training, never before."""
   name = cv_plan.fold_name(plan, index)
   out = os.path.join(cvo.train.model_dir, name)
   if tf.io.gfile.exists(predictions.path(out, cv_plan.HELDOUT)):
@@ -41,7 +44,8 @@ def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int, strategy=None)
                len(held))
   keras.backend.clear_session()
   result = training_run.run(
-      dataclasses.replace(cvo.train, model_dir=out, subset_file=subset_file), strategy)
+      dataclasses.replace(cvo.train, model_dir=out, subset_file=subset_file), strategy,
+      note)
   if result:  # the chief
     model = saved.load(os.path.join(out, "model.keras"))
     held_out = subsets.Subset(cv_plan.HELDOUT, cv_plan.POOL, tuple(pool_files[held]))
@@ -56,17 +60,28 @@ def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int, strategy=None)
 
 
 def run(cvo: cv_config.CVOptions, strategy=None) -> dict | None:
-  """Runs every fold (or `cvo.fold` alone); after every fold, the aggregate."""
+  """Runs every fold (or `cvo.fold` alone); after every fold, the chief aggregates and
+  returns the summary (None for one fold, and on the other workers).
+
+  One strategy serves every fold, made first (or `strategy`, tests): a
+  MultiWorkerMirroredStrategy must exist before any other TensorFlow op, and only once.
+  """
+  note = None
+  if strategy is None:
+    strategy, note = strategy_lib.choose(cvo.train.strategy, cvo.train.tpu)
+  chief = strategy_lib.is_chief(strategy)  # the other workers train, and nothing else
   b = builders.builder(cvo.train.data.dataset, cvo.train.data.data_dir, cvo.train.manual_dir)
-  plan = cv_plan.load_or_make_plan(b, cvo)
+  plan = cv_plan.load_or_make_plan(b, cvo, write=chief)
   total = cvo.folds * cvo.repeats
   if cvo.fold >= total or cvo.fold < -1:
     raise cv_plan.CVError(f"--fold={cvo.fold}; expected -1 (all) or 0 .. {total - 1}")
   if cvo.fold >= 0:
-    run_fold(cvo, b, plan, cvo.fold, strategy)
+    run_fold(cvo, b, plan, cvo.fold, strategy, note)
     return None
   for index in range(total):
-    run_fold(cvo, b, plan, index, strategy)
+    run_fold(cvo, b, plan, index, strategy, note)
+  if not chief:
+    return None
   summary = cv_summary.aggregate(cvo.train.model_dir)
   if cvo.train.report:
     writer.write(cvo.train.model_dir, b)

@@ -45,16 +45,19 @@ from ctdist.training import strategy as strategy_lib
 from ctdist.training import trainer as trainer_lib
 
 
-def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None = None) -> dict:
+def run(opts: training_config.Options, strategy: tf.distribute.Strategy | None = None,
+        note: str | None = None) -> dict:
   """Trains, saves and evaluates; returns the metrics written to metrics.json (an empty
   dict on a worker other than the chief).
 
   Args:
     opts: the options (the chief writes them to options.json and flags.txt).
-    strategy: use this strategy instead of creating `opts.strategy` (tests).
+    strategy: use this strategy instead of creating `opts.strategy` (ctdist.cv's folds
+      share one; tests).
+    note: with `strategy`, what its choice fell back from (strategy_lib.choose).
   """
   # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
-  note = None  # a fallback of --strategy=auto, recorded in metrics.json and the report
+  # `note`: a fallback of --strategy=auto, recorded in metrics.json and the report.
   if strategy is None:
     strategy, note = strategy_lib.choose(opts.strategy, opts.tpu)
   started = time.monotonic()
