@@ -27,14 +27,16 @@ class UnknownSplitError(ValueError):
   """A split the dataset does not have."""
 
 
-class BuildStopped(Exception):
-  """A SIGTERM or SIGINT during a build on first use; TFDS removed what it had written."""
+class BuildStopped(BaseException):
+  """A SIGTERM or SIGINT during a build on first use. A BaseException, as KeyboardInterrupt
+  is: no `except Exception` on the way (an image that does not decode) may take it for
+  something else."""
 
   def __init__(self, signum: int, dataset: str, where: str):
     self.signum = signum
     super().__init__(
-        f"stopped by {signal.Signals(signum).name} while building {dataset} in {where}; the "
-        "unfinished build was removed: run the same command again to build it")
+        f"stopped by {signal.Signals(signum).name} while building {dataset} in {where}; an "
+        "unfinished build is not kept: run the same command again to build it")
 
   @property
   def exit_status(self) -> int:
@@ -104,7 +106,7 @@ def builder(dataset: str, data_dir: str | None, manual_dir: str | None = None):
   Raises:
     UnknownDatasetError: no such dataset.
     DatasetNotBuiltError: not prepared and no `manual_dir`; says how to build it.
-    BuildStopped: a SIGTERM or SIGINT while building; nothing of the build is kept.
+    BuildStopped: a SIGTERM or SIGINT while building; an unfinished build is not kept.
   """
   cls = check_name(dataset)
   own = _own_config(cls, dataset)

@@ -128,6 +128,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return task_type in ("worker", None) and task_id == 0 and not has_chief
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every worker of a cluster has called it (one all-reduce of a number), at
+  once with one worker: for a file one worker writes and the others then read."""
+  if input_pipelines(strategy) < 2 or isinstance(strategy, tf.distribute.TPUStrategy):
+    return
+  tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                      strategy.run(lambda: tf.constant(1.0)), axis=None))()
+
+
 def input_pipelines(strategy: tf.distribute.Strategy) -> int:
   """Input pipelines `distribute_datasets_from_function` makes: one per worker of the
   cluster (chief included), one per host on a TPU, one otherwise."""

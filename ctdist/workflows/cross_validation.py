@@ -37,9 +37,11 @@ def run_fold(cvo: cv_config.CVOptions, b, plan: dict, index: int,
   pool_files = np.asarray(plan["files"])
   subset = lambda part, idx: subsets.Subset(f"{name}_{part}", cv_plan.POOL,
                                             tuple(pool_files[idx]))
-  tf.io.gfile.makedirs(out)
   subset_file = os.path.join(out, "subset.json")
-  subsets.write_subsets(subset_file, subset("train", fit), subset("valid", valid))
+  if strategy_lib.is_chief(strategy):  # the other workers read it once it is there
+    tf.io.gfile.makedirs(out)
+    subsets.write_subsets(subset_file, subset("train", fit), subset("valid", valid))
+  strategy_lib.barrier(strategy)
   logging.info("%s: train %d, inner valid %d, held out %d", name, len(fit), len(valid),
                len(held))
   keras.backend.clear_session()
@@ -69,7 +71,7 @@ def run(cvo: cv_config.CVOptions, strategy=None) -> dict | None:
   note = None
   if strategy is None:
     strategy, note = strategy_lib.choose(cvo.train.strategy, cvo.train.tpu)
-  chief = strategy_lib.is_chief(strategy)  # the other workers train, and nothing else
+  chief = strategy_lib.is_chief(strategy)  # the other workers train, nothing more
   b = builders.builder(cvo.train.data.dataset, cvo.train.data.data_dir, cvo.train.manual_dir)
   plan = cv_plan.load_or_make_plan(b, cvo, write=chief)
   total = cvo.folds * cvo.repeats
