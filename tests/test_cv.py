@@ -53,10 +53,8 @@ def _cv(*args, timeout=900):
 
 def _worker(index: int, ports: list[int], log: pathlib.Path, *args) -> subprocess.Popen:
   """ctdist.cv as worker `index` of a cluster on `ports` of this machine."""
-  tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-               "task": {"type": "worker", "index": index}}
   env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="",
-             TF_CONFIG=json.dumps(tf_config))
+             TF_CONFIG=local_cluster.tf_config(ports, index))
   with open(log, "w") as out:
     return subprocess.Popen([sys.executable, "-m", "ctdist.cv", *map(str, args)], cwd=ROOT,
                             env=env, stdout=out, stderr=subprocess.STDOUT)

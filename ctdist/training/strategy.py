@@ -131,7 +131,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def barrier(strategy: tf.distribute.Strategy) -> None:
   """Returns once every worker of a cluster has called it (one all-reduce of a number), at
   once with one worker: for a file one worker writes and the others then read."""
-  if input_pipelines(strategy) < 2 or isinstance(strategy, tf.distribute.TPUStrategy):
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return
   tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM,
                                       strategy.run(lambda: tf.constant(1.0)), axis=None))()
