@@ -6,8 +6,11 @@ with its own argv, environment, working folder, stdout and stderr, and ends as P
 would: an uncaught exception prints its traceback and exits 1, SystemExit exits with its
 code, atexit handlers run. The command modules themselves (they define their flags when
 run as `__main__`) are never imported by the server, so every fork starts from the same
-state. Used where a test runs many short commands (tests/test_mistakes.py): a TensorFlow
-import costs ~8 s of a core, a fork a few milliseconds.
+state. A TensorFlow import costs ~7-8 s of a core, a fork a few milliseconds: the
+mistakes table (48 commands) has its own server; `run` below is every other test's,
+one per pytest worker. A test that checks what TensorFlow prints as it loads (the log
+level chosen from -v before the import) runs a real `python -m` instead, as does a
+test that signals its process or starts several at once.
 """
 
 import json
@@ -22,7 +25,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 _SERVER = r"""
-import atexit, json, os, runpy, sys, traceback
+import atexit, json, os, runpy, sys, tempfile, traceback
 import tensorflow, keras, tensorflow_datasets  # noqa
 import tfds_ctscan, tfds_ctscan.scan  # noqa
 import ctdist.cli.console, ctdist.cli.user_errors, ctdist.workflows.training_run  # noqa
@@ -44,6 +47,7 @@ for line in requests:
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
+    tempfile.tempdir = None  # read from this command's TMPDIR, not the server's
     sys.argv = [req["module"], *req["args"]]
     code = 0
     try:
@@ -90,13 +94,14 @@ class Server:
                                   start_new_session=True)
     self._reply()  # "ready"
 
-  def _reply(self) -> str:
+  def _reply(self, timeout: float | None = None) -> str:
     # One line is ever outstanding, so nothing waits in the reader's buffer: a command
     # that hangs fails its test after the time limit (its process group is killed).
-    ready, _, _ = select.select([self._proc.stdout], [], [], self._timeout)
+    timeout = self._timeout if timeout is None else timeout
+    ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
     if not ready:
       self._kill()  # the next command starts a new server
-      raise AssertionError(f"no answer in {self._timeout} s")
+      raise AssertionError(f"no answer in {timeout} s")
     line = self._proc.stdout.readline()
     if not line:
       code = self._proc.wait()
@@ -105,8 +110,9 @@ class Server:
     return line
 
   def run(self, module: str, args: list[str], env: dict | None = None,
-          cwd: pathlib.Path = ROOT, prelude: str = "") -> Done:
-    """`python -m module *args`; `prelude` is Python run in the fork first."""
+          cwd: pathlib.Path = ROOT, prelude: str = "", timeout: float | None = None) -> Done:
+    """`python -m module *args`; `prelude` is Python run in the fork first; the command
+    fails its test if it has not ended after `timeout` seconds (the server's by default)."""
     if self._proc is None:
       self._start()
     out, err = os.path.join(self._dir, "stdout"), os.path.join(self._dir, "stderr")
@@ -114,7 +120,7 @@ class Server:
         "module": module, "args": list(args), "env": dict(env or self._env),
         "cwd": str(cwd), "prelude": prelude, "stdout": out, "stderr": err}) + "\n")
     self._proc.stdin.flush()
-    status = json.loads(self._reply())["status"]
+    status = json.loads(self._reply(timeout))["status"]
     return Done(status, pathlib.Path(out).read_text(), pathlib.Path(err).read_text())
 
   def _kill(self):
@@ -133,3 +139,20 @@ class Server:
     for name in ("stdout", "stderr"):
       pathlib.Path(self._dir, name).unlink(missing_ok=True)
     os.rmdir(self._dir)
+
+
+_shared: Server | None = None
+
+
+def run(module: str, *args, env: dict | None = None, timeout: float = 900) -> Done:
+  """`python -m module *args` from the project's root, forked from this pytest worker's
+  one server (started on first use; it exits when the worker does, its stdin closed).
+  `env` is the command's whole environment (default: this process's, with ctdist on
+  PYTHONPATH and no GPU)."""
+  global _shared
+  base = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
+  if _shared is None:
+    # TensorFlow reads its native log level once, as it loads: in the server. Level 3 is
+    # what ctdist's console chooses for a command run without -v.
+    _shared = Server(dict(base, TF_CPP_MIN_LOG_LEVEL="3"))
+  return _shared.run(module, [str(a) for a in args], env=env or base, timeout=timeout)

@@ -13,6 +13,7 @@ from ctdist.benchmarks import steps
 from ctdist.config import bench as bench_config
 from ctdist.config import flagtree
 from ctdist.training import hardware
+import forked
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -104,11 +105,10 @@ def test_scaling_cli_one_vs_two_replicas(tmp_path, small_data_dir):
 
 def test_cli_writes_json(tmp_path, small_data_dir):
   out = tmp_path / "step.json"
-  proc = subprocess.run(
-      [sys.executable, "-m", "ctdist.bench", "step", "--dataset=tfds_ctscan/kaggle",
-       f"--data_dir={small_data_dir}", "--image_size=32", "--batch_size=4", "--steps=2",
-       "--warmup=1", "--repeats=1", "--strategy=cpu", "--phases=head", f"--json={out}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  proc = forked.run(
+      "ctdist.bench", "step", "--dataset=tfds_ctscan/kaggle", f"--data_dir={small_data_dir}",
+      "--image_size=32", "--batch_size=4", "--steps=2", "--warmup=1", "--repeats=1",
+      "--strategy=cpu", "--phases=head", f"--json={out}", timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(out.read_text())
   assert report["benchmark"] == "step" and report["results"][0]["phase"] == "head"

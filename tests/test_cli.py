@@ -26,14 +26,19 @@ from ctdist.scoring import baseline
 from ctdist.scoring import evaluation
 from ctdist.scoring import stats
 from tfds_ctscan import layout
+import forked
 import once
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run(*args, timeout=600, **env_changes):
+def _run(*args, timeout=600, real=False, **env_changes):
+  """`python -m *args`, forked (tests/forked.py) unless `real`: a new interpreter, for
+  what TensorFlow prints as it loads."""
   env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="", **env_changes)
   env = {k: v for k, v in env.items() if v is not None}
+  if not real:
+    return forked.run(*args, env=env, timeout=timeout)
   return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
 
@@ -143,7 +148,7 @@ NATIVE = re.compile(r"^[IWE]\d{4} ", re.M)
 def test_tensorflows_logs_only_when_asked(run_dir, small_data_dir, flags, level, loud):
   image = _image(small_data_dir, "test/normal/*")
   done = _run("ctdist.predict", f"--model_dir={run_dir}", "--json", str(image), *flags,
-              TF_CPP_MIN_LOG_LEVEL=level)
+              real=True, TF_CPP_MIN_LOG_LEVEL=level)
   assert done.returncode == 0, done.stderr[-3000:]
   assert bool(NATIVE.search(done.stderr)) == loud, done.stderr
   assert json.loads(done.stdout)[0]["file"] == str(image)

@@ -1,16 +1,14 @@
 """ctdist.compare on prediction files with known right/wrong tables (values by hand)."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from ctdist.scoring import comparison as compare
 from ctdist.scoring import predictions
+import forked
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = ("x", "y")
@@ -116,9 +114,7 @@ def test_files_round_trip_and_a_missing_one_names_the_command(tmp_path):
 
 
 def _cli(*args):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-  return subprocess.run([sys.executable, "-m", "ctdist.compare", *map(str, args)], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+  return forked.run("ctdist.compare", *args, timeout=300)
 
 
 def test_cli_prints_the_comparison_and_refuses_with_one_line(tmp_path):

@@ -22,6 +22,7 @@ from ctdist.data import examples
 from ctdist.scoring import baseline
 from ctdist.model import layers  # noqa: F401  registers ctdist's layers for load_model
 from launch import local_cluster
+import forked
 import once
 import pages
 
@@ -46,9 +47,7 @@ def _build(manual: pathlib.Path, data_dir: pathlib.Path) -> None:
 
 
 def _cv(*args, timeout=900):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-  return subprocess.run([sys.executable, "-m", "ctdist.cv", *map(str, args)], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=timeout)
+  return forked.run("ctdist.cv", *args, timeout=timeout)
 
 
 def _worker(index: int, ports: list[int], log: pathlib.Path, *args) -> subprocess.Popen:

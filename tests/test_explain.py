@@ -5,8 +5,6 @@
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -22,6 +20,7 @@ from ctdist.saliency import gradcam
 from ctdist.saliency import occlusion
 from ctdist.saliency import overlay
 from ctdist.saliency import pointing
+import forked
 import sanity
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -90,7 +89,7 @@ def test_maps_point_at_the_planted_square(toy):
 
 def test_occlusion_points_at_the_planted_square_too(toy):
   occluder = occlusion.Occluder(toy["model"])
-  assert (occluder.patch, occluder.stride) == (6, 2)  # 3/16 of 32 px, a third apart
+  assert (occluder.patch, occluder.stride) == (6, 3)  # 3/16 of 32 px, half of that apart
   maps, _, explained = occluder.maps(toy["x"][:24], toy["y"][:24])
   np.testing.assert_array_equal(explained, toy["y"][:24])
   result = pointing.score(maps, toy["boxes"][:24], toy["y"][:24], COLOURS)
@@ -199,8 +198,7 @@ def _env():
 
 
 def _run(module, *args, timeout=900):
-  return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
-                        env=_env(), capture_output=True, text=True, timeout=timeout)
+  return forked.run(module, *args, env=_env(), timeout=timeout)
 
 
 @pytest.mark.slow
@@ -292,7 +290,7 @@ def test_the_pictures_use_the_map_that_passes_the_pointing_game(
     method = explainers.describe(ex)["method"]
     calls.append(method)
     low = gradcam_low if method == "gradcam" else occlusion_low
-    return _game(method, low + 0.1, low)
+    return {**_game(method, low + 0.1, low), **explainers.describe(ex)}
 
   monkeypatch.setattr(explainers, "pointing_game", scripted)
   pick = choice.choose(toy["model"], _Builder(True), "test", str(tmp_path))
@@ -306,11 +304,14 @@ def test_the_pictures_use_the_map_that_passes_the_pointing_game(
   assert calls == played
   kept = json.loads((tmp_path / "pointing_game_test.json").read_text())
   assert kept["weights_checksum"] == saved.weights_checksum(toy["model"])
-  # ...until the weights change.
-  kept["weights_checksum"] = "0" * 16
-  (tmp_path / "pointing_game_test.json").write_text(json.dumps(kept))
-  choice.choose(toy["model"], _Builder(True), "test", str(tmp_path))
-  assert calls == played + ["gradcam"]
+  # ...until the weights change, or the map is drawn otherwise (another layer here; for
+  # occlusion, other squares).
+  for field, other in (("weights_checksum", "0" * 16), ("layer", "base/other_layer")):
+    changed = {**kept, field: other}
+    (tmp_path / "pointing_game_test.json").write_text(json.dumps(changed))
+    choice.choose(toy["model"], _Builder(True), "test", str(tmp_path))
+    assert calls == played + ["gradcam"], field
+    calls[:] = played
 
 
 def test_without_drawn_findings_the_pictures_say_they_are_unchecked(toy, tmp_path):

@@ -26,6 +26,7 @@ from ctdist.scoring import baseline
 from tfds_ctscan import layout
 from tfds_ctscan import synthetic
 from tfds_ctscan import tfds_ctscan_dataset_builder as builder_module
+import forked
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A user's classes, drawn with the synthetic generator's findings.
@@ -191,10 +192,8 @@ def test_a_bad_folder_stops_the_build_naming_the_folder_and_the_fix(name, tmp_pa
   assert not list((tmp_path / "tfds").rglob("*.tfrecord*"))  # nothing written
 
 
-def _audit(*args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "tfds_ctscan.audit", *args], cwd=ROOT,
-                        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
-                        text=True, timeout=300)
+def _audit(*args) -> forked.Done:
+  return forked.run("tfds_ctscan.audit", *args, timeout=300)
 
 
 def test_the_audit_shows_the_split_the_build_will_write(tmp_path):
@@ -215,7 +214,10 @@ def test_the_audit_shows_the_split_the_build_will_write(tmp_path):
   assert "Traceback" not in bad.stderr
 
 
-def _run(*args, timeout=900) -> subprocess.CompletedProcess:
+def _run(*args, timeout=900):
+  """`python -m MODULE ...` forked (tests/forked.py); another program as a subprocess."""
+  if args[:2] == (sys.executable, "-m"):
+    return forked.run(*args[2:], timeout=timeout)
   env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
   return subprocess.run([*args], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=timeout)

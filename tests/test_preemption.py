@@ -18,6 +18,7 @@ import pytest
 
 from ctdist.training import preemption
 import checkpoints
+import forked
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,11 @@ def _env(**changes):
 
 
 def _same_run(cmd, fault=None):
+  """`cmd` with the fault asked for; a `python -m` command forked (tests/forked.py): a
+  process of its own, as the fault's signal needs, without a TensorFlow import."""
   env = _env(**({"CTDIST_FAULT": fault} if fault else {}))
+  if cmd[:2] == [sys.executable, "-m"]:
+    return forked.run(*cmd[2:], env=env, timeout=900)
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 

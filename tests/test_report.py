@@ -5,8 +5,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from ctdist.reporting import run_page
 from ctdist.reporting import writer
 from ctdist.training import strategy as strategy_lib
 from ctdist.workflows import training_run
+import forked
 import once
 import pages
 
@@ -98,9 +97,7 @@ def test_the_gallery_shows_each_mistake_most_confident_first(planted_dir):
 
 
 def _report(*args):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-  return subprocess.run([sys.executable, "-m", "ctdist.report", *map(str, args)], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=600)
+  return forked.run("ctdist.report", *args, timeout=600)
 
 
 @pytest.mark.slow

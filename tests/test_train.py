@@ -124,6 +124,12 @@ def test_crash_then_rerun_keeps_every_epoch_once_and_completes_outputs(
     keras.saving.load_model(run_dir / "model.keras")
     assert not (run_dir / "saved_model").exists() and not (run_dir / "metrics.json").exists()
   monkeypatch.delenv(faults.ENV)
+  if point == "after_checkpoint":
+    # What a crash in the middle of writing a checkpoint leaves: data, an index, and no
+    # update of TensorFlow's checkpoint state, which ctdist resumes from: a newer-looking
+    # file is not what it restores.
+    (run_dir / "checkpoints" / "ckpt-99.data-00000-of-00001").write_bytes(b"\0" * 100)
+    (run_dir / "checkpoints" / "ckpt-99.index").write_bytes(b"truncated")
   keras.backend.clear_session()
   training_run.run(opts, strategy_lib.make_strategy("cpu"))
   history = json.loads((run_dir / "history.json").read_text())

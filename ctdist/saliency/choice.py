@@ -39,11 +39,13 @@ def game_file(out_dir: str, split: str, method: str) -> str:
 
 def play(ex, b, split: str, out_dir: str) -> dict:
   """`ex`'s pointing game on `split`: the one kept in `out_dir` if it was played on these
-  weights, else played now and kept."""
-  path = game_file(out_dir, split, explainers.describe(ex)["method"])
+  weights with this method (its layer, or its squares), else played now and kept."""
+  method = explainers.describe(ex)
+  path = game_file(out_dir, split, method["method"])
   checksum = saved.weights_checksum(ex.model)
   kept = run_files.read_json(out_dir, os.path.basename(path), {})
-  if kept.get("weights_checksum") == checksum and kept.get("dataset") == b.info.full_name:
+  if (kept.get("weights_checksum") == checksum and kept.get("dataset") == b.info.full_name
+      and all(kept.get(k) == v for k, v in method.items())):
     return kept
   game = {**explainers.pointing_game(ex, b, split), "weights_checksum": checksum}
   game["passes"] = passes(game)
