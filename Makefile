@@ -35,9 +35,9 @@ demo: $(VENV)/.installed
 	@echo "report: $(RUN_DIR)/model/report.html"
 
 # Lint (ruff.toml), then three pytest workers on two cores: much of a test is one core's
-# work (importing TensorFlow in a subprocess, tracing a graph), so a third worker fills
-# the gaps; the slowest modules start first (tests/conftest.py), idle workers steal. The
-# 15 slowest tests are listed at the end.
+# work (tracing a graph), so a third worker fills the gaps; the slow modules are dealt
+# out whole, heaviest first, one share to each worker (tests/conftest.py), and idle
+# workers steal. The 15 slowest tests are listed at the end.
 test: lint
 	$(PY) -m pytest -q -n 3 --dist worksteal --durations=15
 
