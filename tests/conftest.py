@@ -190,7 +190,7 @@ def pytest_collection_modifyitems(items):
     shares[i] += modules[m]
     load[i] += weight[m]
   for i, size in enumerate(sizes):  # what fits nowhere whole fills the shares' counts
-    take = max(0, size - len(shares[i]))
+    take = size - len(shares[i])
     shares[i] += leftover[:take]
     leftover = leftover[take:]
-  items[:] = [t for share in shares for t in share] + leftover
+  items[:] = [t for share in shares for t in share]

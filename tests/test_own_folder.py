@@ -214,10 +214,7 @@ def test_the_audit_shows_the_split_the_build_will_write(tmp_path):
   assert "Traceback" not in bad.stderr
 
 
-def _run(*args, timeout=900):
-  """`python -m MODULE ...` forked (tests/forked.py); another program as a subprocess."""
-  if args[:2] == (sys.executable, "-m"):
-    return forked.run(*args[2:], timeout=timeout)
+def _run(*args, timeout=900) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
   return subprocess.run([*args], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=timeout)
@@ -241,10 +238,10 @@ def test_own_folder_to_a_trained_evaluated_reported_model(tmp_path):
   assert info["window"] == {"center": -500.0, "width": 1400.0} and info["dicom_slices"] == 1
 
   run = tmp_path / "run"
-  done = _run(sys.executable, "-m", "ctdist.train", "--dataset=tfds_ctscan/lungs",
-              f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={run}", "--weights=none",
-              "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
-              "--finetune_layers=5", "--calibrate")
+  done = forked.run("ctdist.train", "--dataset=tfds_ctscan/lungs",
+                    f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={run}", "--weights=none",
+                    "--image_size=32", "--batch_size=4", "--head_epochs=1",
+                    "--finetune_epochs=1", "--finetune_layers=5", "--calibrate")
   assert done.returncode == 0, done.stderr[-3000:]
   # Training ends against the trivial baselines, fitted on the train split: the majority
   # baseline's accuracy counted here from the built dataset's labels.
@@ -264,7 +261,7 @@ def test_own_folder_to_a_trained_evaluated_reported_model(tmp_path):
   # Calibrated on the folder's own valid split (--calibrate): the temperature is stored.
   calibration = json.loads((run / "calibration.json").read_text())
   assert calibration["temperature"] > 0
-  done = _run(sys.executable, "-m", "ctdist.evaluate", f"--model_dir={run}", "--split=test")
+  done = forked.run("ctdist.evaluate", f"--model_dir={run}", "--split=test")
   assert done.returncode == 0, done.stderr[-3000:]
   # The test split's confusion matrix: a row per class of the user's, in their order,
   # and the pixel baseline beside the model.
@@ -275,7 +272,7 @@ def test_own_folder_to_a_trained_evaluated_reported_model(tmp_path):
   assert all(f">{name}<" in page for name in ("normal", "benign", "malignant"))
 
   image = tmp_path / "pool" / "malignant" / "003.png"
-  done = _run(sys.executable, "-m", "ctdist.predict", f"--model_dir={run}", str(image))
+  done = forked.run("ctdist.predict", f"--model_dir={run}", str(image))
   assert done.returncode == 0, done.stderr[-3000:]
   header = next(line for line in done.stdout.splitlines() if "prediction" in line)
   assert header.split()[-3:] == ["normal", "benign", "malignant"], done.stdout
