@@ -148,10 +148,10 @@ def spawn():
 # with three workers on 2 cores, 2026-12-07, after the forked commands): weights for
 # placing whole modules on workers, not limits. A module not named weighs 60 s per slow
 # test.
-MODULE_SECONDS = {"test_cv": 800, "test_preemption": 700, "test_train": 700,
-                  "test_demo": 690, "test_cli": 480, "test_launch": 430,
-                  "test_tpu_readiness": 270, "test_bench": 190, "test_report": 115,
-                  "test_explain": 110, "test_own_folder": 100}
+MODULE_SECONDS = {"test_train": 870, "test_cv": 620, "test_demo": 600,
+                  "test_preemption": 560, "test_launch": 450, "test_cli": 400,
+                  "test_tpu_readiness": 280, "test_bench": 190, "test_own_folder": 115,
+                  "test_explain": 110, "test_report": 60}
 
 
 def pytest_collection_modifyitems(items):

@@ -144,15 +144,17 @@ class Server:
 _shared: Server | None = None
 
 
-def run(module: str, *args, env: dict | None = None, timeout: float = 900) -> Done:
+def run(module: str, *args, env: dict | None = None, prelude: str = "",
+        timeout: float = 900) -> Done:
   """`python -m module *args` from the project's root, forked from this pytest worker's
   one server (started on first use; it exits when the worker does, its stdin closed).
   `env` is the command's whole environment (default: this process's, with ctdist on
-  PYTHONPATH and no GPU)."""
+  PYTHONPATH and no GPU); `prelude` is Python the fork runs first."""
   global _shared
   base = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
   if _shared is None:
     # TensorFlow reads its native log level once, as it loads: in the server. Level 3 is
     # what ctdist's console chooses for a command run without -v.
     _shared = Server(dict(base, TF_CPP_MIN_LOG_LEVEL="3"))
-  return _shared.run(module, [str(a) for a in args], env=env or base, timeout=timeout)
+  return _shared.run(module, [str(a) for a in args], env=env or base, prelude=prelude,
+                     timeout=timeout)

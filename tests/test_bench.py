@@ -53,19 +53,6 @@ def test_input_compares_pipeline_with_notebook_generator(tmp_path, kaggle_dir):
   _check({"benchmark": "input", "machine": hardware.machine(), **result})
 
 
-def test_step_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir):
-  result = steps.bench_step(_opts(tmp_path, small_data_dir))
-  assert [r["phase"] for r in result["results"]] == ["head", "finetune"]
-  for r in result["results"]:
-    assert r["pipeline_images_per_sec"] > 0 and r["constant_batch_images_per_sec"] > 0
-    assert r["pipeline_vs_constant"] == pytest.approx(
-        r["pipeline_images_per_sec"] / r["constant_batch_images_per_sec"])
-    # The share of step time lost to input: none when the pipeline keeps up.
-    assert 0 <= r["input_bound_fraction"] < 1
-    assert (r["input_bound_fraction"] > 0) == (r["pipeline_vs_constant"] < 1)
-  _check({"benchmark": "step", "machine": hardware.machine(), **result})
-
-
 @pytest.mark.parametrize("key,asked,values", [
     # "mixed" is the device's mixed policy: bfloat16 on a CPU.
     ("precision", ["float32", "mixed"], ["float32", "mixed_bfloat16"]),
@@ -103,16 +90,25 @@ def test_scaling_cli_one_vs_two_replicas(tmp_path, small_data_dir):
   assert "head_speedup" in report["ratios"] and "head_efficiency" in report["ratios"]
 
 
-def test_cli_writes_json(tmp_path, small_data_dir):
+def test_step_cli_reports_pipeline_constant_and_input_bound(tmp_path, small_data_dir):
   out = tmp_path / "step.json"
   proc = forked.run(
       "ctdist.bench", "step", "--dataset=tfds_ctscan/kaggle", f"--data_dir={small_data_dir}",
       "--image_size=32", "--batch_size=4", "--steps=2", "--warmup=1", "--repeats=1",
-      "--strategy=cpu", "--phases=head", f"--json={out}", timeout=600)
+      "--strategy=cpu", "--precision=float32", "--phases=head,finetune",
+      "--finetune_layers=5", f"--json={out}", timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(out.read_text())
-  assert report["benchmark"] == "step" and report["results"][0]["phase"] == "head"
-  assert "ctdist.bench step on" in proc.stdout
+  assert report["benchmark"] == "step"
+  assert [r["phase"] for r in report["results"]] == ["head", "finetune"]
+  for r in report["results"]:
+    assert r["pipeline_images_per_sec"] > 0 and r["constant_batch_images_per_sec"] > 0
+    assert r["pipeline_vs_constant"] == pytest.approx(
+        r["pipeline_images_per_sec"] / r["constant_batch_images_per_sec"])
+    # The share of step time lost to input: none when the pipeline keeps up.
+    assert 0 <= r["input_bound_fraction"] < 1
+    assert (r["input_bound_fraction"] > 0) == (r["pipeline_vs_constant"] < 1)
+  assert _check(report) in proc.stdout  # the table printed is the JSON's
 
 
 def test_build_times_the_tfds_build(tmp_path, kaggle_dir):

@@ -7,10 +7,8 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -26,8 +24,8 @@ from ctdist.scoring import baseline
 from ctdist.scoring import evaluation
 from ctdist.scoring import stats
 from tfds_ctscan import layout
+import cli_run
 import forked
-import once
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,68 +41,9 @@ def _run(*args, timeout=600, real=False, **env_changes):
                         capture_output=True, text=True, timeout=timeout)
 
 
-def _stopped_while_building(cmd: list[str], env: dict, held: pathlib.Path, log: pathlib.Path):
-  """Runs `cmd` with the image `held` swapped for a FIFO: the build's read of it waits for
-  this function, which sends the process a SIGTERM then, mid-build, and lets the read go
-  on. Returns the exit status; the terminal goes to `log`; `held` is restored."""
-  kept = held.read_bytes()
-  held.unlink()
-  os.mkfifo(held)
-  with open(log, "w") as out:
-    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-  try:
-    deadline = time.monotonic() + 300
-    while True:  # a writer's non-blocking open fails until the build opens the file
-      try:
-        fifo = os.open(held, os.O_WRONLY | os.O_NONBLOCK)
-        break
-      except OSError:
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the build never read the FIFO"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
-    os.set_blocking(fifo, True)
-    os.write(fifo, kept)
-    os.close(fifo)
-    return process.wait(timeout=300)
-  finally:
-    process.kill()
-    held.unlink()
-    held.write_bytes(kept)
-
-
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
-  """One small training through the CLI, SavedModel exported, temperature calibrated,
-  progress every 2 steps, the decoded images cached on disk in a temporary folder; the
-  dataset is built by train itself from the Kaggle-layout folder given as --manual_dir —
-  the second time: the first is stopped by a SIGTERM during the build (status and
-  terminal in interrupted.json, interrupted.log). Its terminal is kept in train.log, its
-  TMPDIR is tmp/. Built once, shared by the workers: tests read it (a test that writes
-  works on a copy)."""
-  def build(root):
-    manual = root / "manual"
-    shutil.copytree(pathlib.Path(small_data_dir).parent / "manual", manual)
-    (root / "tmp").mkdir()
-    flags = ["ctdist.train", "--dataset=tfds_ctscan/kaggle", f"--data_dir={root / 'tfds'}",
-             f"--manual_dir={manual}", f"--model_dir={root / 'run'}", "--weights=none",
-             "--image_size=32", "--batch_size=4", "--head_epochs=1", "--finetune_epochs=1",
-             "--finetune_layers=5", "--export", "--calibrate", "--log_every_steps=2",
-             "--cache=disk"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="",
-               TMPDIR=str(root / "tmp"))
-    held = sorted((manual / "Data" / "train").glob("*/*"))[-1]
-    status = _stopped_while_building([sys.executable, "-m", *flags], env, held,
-                                     root / "interrupted.log")
-    (root / "interrupted.json").write_text(json.dumps({
-        "status": status, "left": sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                                         if p.name.startswith("incomplete"))}))
-    done = _run(*flags, timeout=900, TMPDIR=str(root / "tmp"))
-    (root / "train.log").write_text(done.stderr)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"building tfds_ctscan/kaggle in {root / 'tfds'}" in done.stderr
-    assert "built tfds_ctscan/kaggle: test 13, train 16, valid 5" in done.stderr
-  return once.shared(tmp_path_factory, "cli_run", build) / "run"
+  return cli_run.run_dir(small_data_dir, tmp_path_factory)
 
 
 @pytest.mark.slow

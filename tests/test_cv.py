@@ -177,26 +177,26 @@ def test_fold_by_fold_then_aggregate_reproduces_the_sequential_run(cv_data, sequ
                                                                   tmp_path):
   seq, _ = sequential
   out = tmp_path / "jobs"
-  # Two of the four folds run as separate jobs, one of each repeat (--fold=0 is repeat 0's
-  # first, --fold=3 repeat 1's second); the other two are the sequential run's folders, as
-  # another machine's jobs would bring them (training them again here would repeat it).
-  for k in (0, 3):
-    done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", f"--fold={k}", *FLAGS)
-    assert done.returncode == 0, done.stderr[-3000:]
-    if k == 0:
-      early = _cv("aggregate", out)
-      assert early.returncode == 2
-      assert early.stderr.strip().splitlines()[-1] == (
-          f"error: 3 of 4 folds are not finished in {out}: repeat0_fold1 (--fold=1), "
-          "repeat1_fold0 (--fold=2), repeat1_fold1 (--fold=3); run them (python -m "
-          "ctdist.cv ... --fold=i) and aggregate again; nothing is averaged over missing "
-          "folds")
-  for fold in ("repeat0_fold1", "repeat1_fold0"):
+  # The last fold (--fold=3: repeat 1's second) runs as a job of its own, in a folder
+  # it starts (folds.json too); the other three are the sequential run's folders, as
+  # other machines' jobs would bring them (training them again here would repeat it; a
+  # --fold=0 job's weights equal the sequential fold's: test_poisoned_... below).
+  done = _cv(f"--data_dir={cv_data / 'tfds'}", f"--model_dir={out}", "--fold=3", *FLAGS)
+  assert done.returncode == 0, done.stderr[-3000:]
+  early = _cv("aggregate", out)
+  assert early.returncode == 2
+  assert early.stderr.strip().splitlines()[-1] == (
+      f"error: 3 of 4 folds are not finished in {out}: repeat0_fold0 (--fold=0), "
+      "repeat0_fold1 (--fold=1), repeat1_fold0 (--fold=2); run them (python -m "
+      "ctdist.cv ... --fold=i) and aggregate again; nothing is averaged over missing "
+      "folds")
+  assert json.loads((out / "folds.json").read_text()) == json.loads(
+      (seq / "folds.json").read_text())
+  for fold in ("repeat0_fold0", "repeat0_fold1", "repeat1_fold0"):
     shutil.copytree(seq / fold, out / fold)
-  for k, fold in ((0, "repeat0_fold0"), (3, "repeat1_fold1")):  # the jobs' own folds
-    a, b = (json.loads((d / fold / "predictions_heldout.json").read_text())["examples"]
-            for d in (seq, out))
-    assert a == b, k
+  a, b = (json.loads((d / "repeat1_fold1" / "predictions_heldout.json").read_text())[
+      "examples"] for d in (seq, out))
+  assert a == b  # the job's own fold
   done = _cv("aggregate", out)
   assert done.returncode == 0, done.stderr[-3000:]
   a, b = (json.loads((d / "cv_summary.json").read_text()) for d in (seq, out))
@@ -244,7 +244,8 @@ def test_poisoned_held_out_labels_leave_the_trained_weights_unchanged(cv_data, s
   assert sum(now[n] != was for n, was in zip(plan["files"], plan["labels"])) == len(held)
   plan["labels"] = [now[n] for n in plan["files"]]
   (out / "folds.json").write_text(json.dumps(plan))
-  done = _cv(f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={out}", "--fold=0", *FLAGS)
+  done = _cv(f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={out}", "--fold=0", *FLAGS,
+             "--nobaseline", "--noreport")  # only the weights are compared
   assert done.returncode == 0, done.stderr[-3000:]
   heldout = json.loads((out / "repeat0_fold0" / "predictions_heldout.json").read_text())
   true = {e["file_name"]: e["label"] for e in json.loads(

@@ -207,7 +207,8 @@ def test_explain_cli_on_a_model_trained_at_224_px(tmp_path, small_data_dir):
   done = _run("ctdist.train", f"--model_dir={run}", f"--data_dir={small_data_dir}",
               "--dataset=tfds_ctscan/kaggle", "--weights=none", "--nofreeze_batchnorm",
               "--image_size=224", "--batch_size=8", "--head_epochs=0",
-              "--finetune_epochs=1", "--finetune_layers=5", "--noexport", "--noreport")
+              "--finetune_epochs=1", "--finetune_layers=5", "--noexport", "--noreport",
+              "--nobaseline")
   assert done.returncode == 0, done.stderr[-3000:]
   manual = pathlib.Path(small_data_dir).parent / "manual" / "Data" / "test"
   images = sorted(manual.glob("*/*"))[:2]

@@ -32,7 +32,7 @@ def _cluster(spawn, tmp_path, data_dir, model_dir, extra=(), fault=None):
 
 # Deterministic, two head epochs and one fine-tune epoch, a checkpoint every 2 steps.
 CLUSTER_RUN = ["--head_epochs=2", "--finetune_epochs=1", "--patience=10", "--deterministic",
-               "--checkpoint_every_steps=2"]
+               "--checkpoint_every_steps=2", "--noreport"]
 CHECKSUMS = re.compile(r"\[(worker-\d)\].*(?:worker-\d): final weights checksum (\w+)")
 
 
@@ -221,7 +221,8 @@ def _sbatch(tmp_path, data_dir, model_dir, *flags, tasks=2, timeout=900):
 def test_the_slurm_job_trains_one_worker_per_task(tmp_path, small_data_dir):
   model_dir = tmp_path / "run"
   done, logs, port = _sbatch(tmp_path, small_data_dir, model_dir, *TRAIN_FLAGS,
-                             "--head_epochs=0", "--finetune_epochs=1", "--log_every_steps=0")
+                             "--head_epochs=0", "--finetune_epochs=1", "--log_every_steps=0",
+                             "--noexport", "--noreport")
   assert done.returncode == 0, done.stderr + "\n".join(log[-3000:] for log in logs)
   sums = [re.search(r"(worker-\d): final weights checksum (\w+)", log) for log in logs]
   assert [s.group(1) for s in sums] == ["worker-0", "worker-1"], logs

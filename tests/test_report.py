@@ -9,13 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from ctdist.config import training as training_config
 from ctdist.reporting import run_page
 from ctdist.reporting import writer
-from ctdist.training import strategy as strategy_lib
-from ctdist.workflows import training_run
+import cli_run
 import forked
-import once
 import pages
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,25 +23,12 @@ REQUIRED = os.environ.get("CTDIST_REQUIRE_BROWSER") == "1"
 
 @pytest.fixture(scope="module")
 def run_dir(small_data_dir, tmp_path_factory) -> pathlib.Path:
-  """A one-epoch run (built once, shared by the workers: read only)."""
-  def build(root):
-    with pytest.MonkeyPatch.context() as mp:
-      # --strategy=auto on a machine whose TPU does not answer: it must say so in the
-      # run's files, not only in a log line.
-      mp.setattr(strategy_lib, "_tpu_present", lambda: True)
-      mp.setattr(strategy_lib, "_tpu_strategy", _unreachable_tpu)
-      training_run.run(training_config.from_flat(
-          model_dir=str(root / "run"), dataset="tfds_ctscan/kaggle", data_dir=small_data_dir,
-          image_size=32, batch_size=4, head_epochs=0, finetune_epochs=1, finetune_layers=5,
-          weights="none", export=False))
-  return once.shared(tmp_path_factory, "report_run", build) / "run"
+  """The suite's small CLI training (tests/cli_run.py: read only), its --strategy=auto on
+  a machine whose TPU does not answer."""
+  return cli_run.run_dir(small_data_dir, tmp_path_factory)
 
 
-def _unreachable_tpu(tpu):
-  raise strategy_lib.StrategyError(f"no TPU reachable at tpu={tpu!r} (planted)")
-
-
-# The gallery's three mistakes, planted with these confidences: whatever the one-epoch
+# The gallery's three mistakes, planted with these confidences: whatever the small
 # model got right or wrong, the gallery has a known content.
 PLANTED = {0: 0.6, 4: 0.9, 7: 0.7}
 
@@ -54,7 +38,7 @@ def planted_dir(run_dir, tmp_path_factory) -> pathlib.Path:
   """A copy of the run whose test predictions are right except at PLANTED, with its report
   written again from them."""
   copy = tmp_path_factory.mktemp("planted") / "run"
-  shutil.copytree(run_dir, copy)
+  shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "best"))
   path = copy / "predictions_test.json"
   saved = json.loads(path.read_text())
   for i, e in enumerate(saved["examples"]):

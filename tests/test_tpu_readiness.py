@@ -68,7 +68,7 @@ def test_steps_per_loop_gives_the_same_result(tmp_path, small_data_dir, monkeypa
         model_dir=str(tmp_path / f"spl{steps_per_loop}"), dataset="tfds_ctscan/kaggle",
         data_dir=small_data_dir, weights="none", image_size=32, batch_size=4,
         head_epochs=2, finetune_epochs=0, steps_per_loop=steps_per_loop, export=False,
-        baseline=False,
+        baseline=False, report=False,
         seed=7)
     training_run.run(opts, strategy_lib.make_strategy("cpu"))
     weights[steps_per_loop] = [np.asarray(w) for w in built["m"].get_layer("fc1").get_weights()]
