@@ -275,8 +275,11 @@ def test_early_stopping_restores_the_best_epoch(tmp_path, small_data_dir, monkey
     _, accuracy = real_validate(self)
     return script[len(snapshots) - 1], accuracy
   monkeypatch.setattr(trainer_lib.Trainer, "_validate", scripted)
+  # The whole base: with --finetune_layers=5 and BatchNorm frozen the one convolution
+  # trained feeds a BatchNorm whose scale is 0 (zero_residual_branches), so no base weight
+  # would move and a restore that missed the base would pass.
   opts = _opts(tmp_path, small_data_dir, head_epochs=0, finetune_epochs=8,
-               finetune_lr=1e-3, patience=1)
+               finetune_layers=-1, finetune_lr=1e-3, patience=1)
   training_run.run(opts, strategy_lib.make_strategy("cpu"))
   history = json.loads((tmp_path / "run" / "history.json").read_text())
   assert [h["val_loss"] for h in history] == [1.0, 0.5, 0.9]
